@@ -1,0 +1,5 @@
+import sys
+
+from telesales.cli import main
+
+sys.exit(main())

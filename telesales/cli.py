@@ -1,0 +1,154 @@
+"""The `telesales` command line: serve, users, campaigns, lead import, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from types import SimpleNamespace
+
+from crm import campaigns as campaign_store
+from crm import users as user_store
+from crm.errors import UserError
+from telesales import passwords, store
+from telesales.logs import configure_logging
+from telesales.settings import SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telesales", description="Call-center service")
+    parser.add_argument("--config", help="a TOML file overriding config/default.toml")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the web service (embedded database unless configured)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations and exit")
+    p.set_defaults(func=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="action", required=True)
+    p = users.add_parser("add", help="create a user; password from stdin, or generated and printed once")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=user_store.ROLES)
+    p.add_argument("--team")
+    p.add_argument("--sip-uri", help="the agent's own phone, e.g. sip:1001@pbx.example")
+    p.add_argument("--skills", default="", help="comma-separated skills")
+    p.set_defaults(func=cmd_users_add)
+
+    camps = sub.add_parser("campaigns", help="manage campaigns").add_subparsers(dest="action", required=True)
+    p = camps.add_parser("add", help="create a campaign")
+    p.add_argument("name")
+    p.add_argument("--kind", default="outbound_sales", choices=campaign_store.KINDS)
+    p.add_argument("--dialing-mode", default="preview", choices=campaign_store.DIALING_MODES)
+    p.add_argument("--script", default="")
+    p.set_defaults(func=cmd_campaigns_add)
+
+    imp = sub.add_parser("import", help="import data").add_subparsers(dest="what", required=True)
+    p = imp.add_parser("leads", help="import a CSV or XLSX lead list into a campaign (one transaction)")
+    p.add_argument("file")
+    p.add_argument("--campaign", required=True, help="campaign name")
+    p.add_argument("--region", help="region for numbers without a country code (default crm.default_region)")
+    p.add_argument("--source", help="source channel for rows that name none")
+    p.add_argument("--encoding", help="file encoding (default: detected; UTF-8, GB18030/GBK, Big5)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_import_leads)
+    return parser
+
+
+async def _with_store(settings: SimpleNamespace, work):
+    """Open the store (migrating it), run work(conn), close."""
+    catalog = store.disposition_catalog(settings)
+    url = await store.database_url(settings)
+    await store.prepare(url, catalog)
+    from crm import db
+
+    conn = await db.connect(url)
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+def _read_password() -> tuple[str, bool]:
+    """Password from stdin when it is piped, else generated; returns (password, generated)."""
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if password:
+            return password, False
+    elif sys.stdin.isatty() and sys.stdout.isatty():
+        password = getpass.getpass("Password (empty: generate one): ")
+        if password:
+            return password, False
+    return passwords.generate_password(), True
+
+
+def cmd_users_add(args, settings) -> int:
+    password, generated = _read_password()
+    try:
+        password_hash = passwords.hash_password(password)
+    except ValueError as e:
+        print(f"telesales: {e}", file=sys.stderr)
+        return 2
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+
+    async def work(conn):
+        return await user_store.create_user(
+            conn, args.name, args.role, password_hash, team=args.team, sip_uri=args.sip_uri, skills=skills
+        )
+
+    user = asyncio.run(_with_store(settings, work))
+    print(f"created {user['role']} {user['username']} (id {user['id']})")
+    if generated:
+        print(f"password: {password}  (shown once; store it now)")
+    return 0
+
+
+def cmd_campaigns_add(args, settings) -> int:
+    async def work(conn):
+        return await campaign_store.create_campaign(
+            conn, args.name, kind=args.kind, dialing_mode=args.dialing_mode, script=args.script
+        )
+
+    campaign = asyncio.run(_with_store(settings, work))
+    print(f"created campaign {campaign['name']} (id {campaign['id']})")
+    return 0
+
+
+def cmd_import_leads(args, settings) -> int:
+    from telesales.lead_import_cli import run_import
+
+    return run_import(args, settings, _with_store)
+
+
+def cmd_migrate(args, settings) -> int:
+    asyncio.run(_with_store(settings, lambda conn: asyncio.sleep(0)))
+    print("database is up to date")
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    from telesales.server import serve
+
+    return serve(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as e:
+        print(f"telesales: configuration error: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        return args.func(args, settings)
+    except UserError as e:
+        print(f"telesales: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

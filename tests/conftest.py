@@ -1,0 +1,80 @@
+"""Shared fixtures: a real PostgreSQL (the embedded server) and a fresh database per test.
+
+The schema is migrated once into a template database; each test gets its own
+copy (CREATE DATABASE ... TEMPLATE), so tests never see each other's rows and
+API tests can use real transactions and pools.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from crm import db
+from crm.dispositions_catalog import load_catalog, sync_catalog
+from telesales.settings import CONFIG_DIR
+
+TEMPLATE = "telesales_test_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """Admin URL of the test server: TELESALES_TEST_DATABASE_URL, else an embedded one."""
+    url = os.environ.get("TELESALES_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    # Short path: the server's Unix socket lives in this folder (108-byte limit).
+    folder = Path(tempfile.mkdtemp(prefix="tspg"))
+    server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog(CONFIG_DIR / "dispositions.toml")
+
+
+@pytest.fixture(scope="session")
+async def template_url(pg_admin_url, catalog):
+    admin = await db.connect(pg_admin_url)
+    await admin.execute(f'drop database if exists "{TEMPLATE}" with (force)')
+    await admin.execute(f'create database "{TEMPLATE}"')
+    url = db.with_database(pg_admin_url, TEMPLATE)
+    conn = await db.connect(url)
+    await db.migrate(conn)
+    await sync_catalog(conn, catalog)
+    await conn.close()
+    yield url
+    await admin.execute(f'drop database if exists "{TEMPLATE}" with (force)')
+    await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_admin_url, template_url):
+    """URL of a fresh, migrated database for this test only."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = await db.connect(pg_admin_url)
+    await admin.execute(f'create database "{name}" template "{TEMPLATE}"')
+    try:
+        yield db.with_database(pg_admin_url, name)
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+
+
+@pytest.fixture
+async def conn(db_url):
+    c = await db.connect(db_url)
+    yield c
+    await c.close()
