@@ -78,3 +78,52 @@ async def conn(db_url):
     c = await db.connect(db_url)
     yield c
     await c.close()
+
+
+# --- HTTP -----------------------------------------------------------------
+
+@pytest.fixture
+def settings(tmp_path):
+    """Default settings with the data folder in this test's temp dir."""
+    from telesales.settings import load_settings
+
+    return load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path / "var")})
+
+
+@pytest.fixture
+async def app_ctx(db_url, settings, catalog):
+    from telesales.app import AppContext
+
+    pool = await db.create_pool(db_url, 1, 4)
+    yield AppContext(settings=settings, pool=pool, catalog=catalog, secret_key=b"k" * 32)
+    await pool.close()
+
+
+@pytest.fixture
+async def client(app_ctx):
+    """An HTTP client for the real app on a real port (aiohttp's TestServer on 127.0.0.1)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from telesales.app import create_app
+
+    async with TestClient(TestServer(create_app(app_ctx), host="127.0.0.1")) as c:
+        yield c
+
+
+@pytest.fixture
+def login(app_ctx):
+    """login(client, role) -> user dict with csrf_token; creates the user first."""
+    from crm.users import create_user
+    from telesales.passwords import hash_password
+
+    counter = itertools.count()
+
+    async def do_login(http, role: str, username: str | None = None) -> dict:
+        username = username or f"{role}{next(counter)}"
+        async with app_ctx.pool.acquire() as c:
+            await create_user(c, username, role, hash_password("correct horse"))
+        resp = await http.post("/api/v1/session", json={"username": username, "password": "correct horse"})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    return do_login

@@ -1,0 +1,191 @@
+"""The aiohttp application: wiring, login sessions, the role and CSRF guard, error answers.
+
+To add routes: write a module under telesales/routes/ with `routes = RouteTable()`
+and add it to ROUTE_MODULES below.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import aiohttp_jinja2
+import asyncpg
+import jinja2
+from aiohttp import web
+from aiohttp_session import get_session, session_middleware
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from crm.dispositions_catalog import Disposition
+from crm.errors import UserError
+from telesales.web import Route, RouteTable, json_response
+
+log = logging.getLogger("telesales.http")
+
+ROUTE_MODULES = (
+    "telesales.routes.health",
+    "telesales.routes.auth",
+    "telesales.routes.pages",
+    "telesales.routes.users",
+    "telesales.routes.campaigns",
+    "telesales.routes.openapi",
+)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class AppContext:
+    """Everything handlers need, built once by the server (or a test) and passed in."""
+
+    settings: SimpleNamespace
+    pool: asyncpg.Pool
+    catalog: dict[str, Disposition]
+    secret_key: bytes
+
+
+CTX = web.AppKey("ctx", AppContext)
+ROUTES = web.AppKey("routes", list)
+
+
+def load_secret_key(data_dir: Path) -> bytes:
+    """The cookie encryption key, made once per data folder so sessions survive restarts."""
+    path = data_dir / "session.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(base64.urlsafe_b64encode(secrets.token_bytes(32)))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return base64.urlsafe_b64decode(path.read_bytes())
+
+
+def all_routes() -> list[Route]:
+    routes: list[Route] = []
+    for name in ROUTE_MODULES:
+        table: RouteTable = importlib.import_module(name).routes
+        routes.extend(table.routes)
+    return routes
+
+
+def _error(status: int, error_id: str, message: str) -> web.Response:
+    return json_response({"error": error_id, "message": message}, status=status)
+
+
+def _is_page(request: web.Request) -> bool:
+    return not request.path.startswith("/api/")
+
+
+async def _load_user(request: web.Request) -> dict | None:
+    session = await get_session(request)
+    user_id = session.get("uid")
+    if user_id is None:
+        return None
+    row = await request.app[CTX].pool.fetchrow(
+        "select id, username, display_name, role, team_id, active from users where id = $1", user_id
+    )
+    if row is None or not row["active"]:
+        session.invalidate()  # deactivated users lose their sessions at once
+        return None
+    return dict(row.items())
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    return origin is None or origin == f"{request.scheme}://{request.host}"
+
+
+async def _csrf_ok(request: web.Request) -> bool:
+    session = await get_session(request)
+    expected = session.get("csrf")
+    token = request.headers.get("X-CSRF-Token")
+    if token is None and request.content_type == "application/x-www-form-urlencoded":
+        token = (await request.post()).get("csrf_token")
+    return bool(expected) and isinstance(token, str) and secrets.compare_digest(token, expected)
+
+
+def guarded(route: Route):
+    """Wrap a handler with the route's declared access rule."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if route.method not in SAFE_METHODS and not _same_origin(request):
+            return _error(403, "cross_origin", "cross-site request refused")
+        user = await _load_user(request)
+        request["user"] = user
+        if not route.public:
+            if user is None:
+                if _is_page(request) and request.method == "GET":
+                    raise web.HTTPFound(f"/login?next={request.path_qs}")
+                return _error(401, "login_required", "log in first")
+            if user["role"] not in route.roles:
+                return _error(403, "forbidden", f"role {user['role']} may not use this")
+            if route.csrf and request.method not in SAFE_METHODS and not await _csrf_ok(request):
+                return _error(403, "csrf_failed", "missing or wrong CSRF token; reload the page")
+        return await route.handler(request)
+
+    handler.__name__ = route.handler.__name__
+    return handler
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """User mistakes become a JSON 4xx with a stable id; anything else a 500 with an incident id."""
+    started = time.monotonic()
+    try:
+        response = await handler(request)
+    except UserError as e:
+        response = json_response(e.to_json(), status=e.status)
+    except web.HTTPException:
+        raise
+    except Exception:
+        incident = uuid.uuid4().hex[:12]
+        log.exception("unhandled error", extra={"incident": incident, "path": request.path})
+        response = _error(500, "internal_error", f"internal error; incident {incident} is logged")
+    user = request.get("user")
+    log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": round((time.monotonic() - started) * 1000, 1),
+            "user_id": user["id"] if user else None,
+        },
+    )
+    return response
+
+
+def create_app(ctx: AppContext) -> web.Application:
+    http = ctx.settings.http
+    storage = EncryptedCookieStorage(
+        ctx.secret_key,
+        cookie_name="telesales_session",
+        max_age=http.session_max_age,
+        httponly=True,
+        secure=http.secure_cookies,
+        samesite="Lax",
+    )
+    app = web.Application(
+        middlewares=[session_middleware(storage), errors_middleware],
+        client_max_size=http.max_upload_mb * 1024 * 1024,
+    )
+    app[CTX] = ctx
+    routes = all_routes()
+    app[ROUTES] = routes
+    for route in routes:
+        app.router.add_route(route.method, route.path, guarded(route))
+    here = Path(__file__).parent
+    app.router.add_static("/static", here / "static")
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(here / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    return app

@@ -1,0 +1,90 @@
+"""Login and logout, for the JSON API and for the login page."""
+
+from __future__ import annotations
+
+import secrets
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from crm import audit
+from crm import users as user_store
+from telesales.app import CTX
+from telesales.passwords import verify_password
+from telesales.web import ALL_ROLES, PUBLIC, BadRequest, RouteTable, json_response, read_json
+
+routes = RouteTable()
+
+
+async def _login(request: web.Request, username: str, password: str) -> dict | None:
+    """Check the password; on success start a fresh session (new id, new CSRF token)."""
+    pool = request.app[CTX].pool
+    row = await user_store.find_by_username(pool, username) if username else None
+    ok = verify_password(row["password_hash"] if row else None, password)
+    if not ok or not row["active"]:
+        async with pool.acquire() as conn:
+            await audit.record(conn, row["id"] if row else None, "login_failed", "user", username)
+        return None
+    session = await new_session(request)  # a new session id on login stops session fixation
+    session["uid"] = row["id"]
+    session["csrf"] = secrets.token_urlsafe(24)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("update users set last_login_at = now() where id = $1", row["id"])
+        await audit.record(conn, row["id"], "login", "user", str(row["id"]))
+    return {"id": row["id"], "username": row["username"], "role": row["role"],
+            "display_name": row["display_name"], "csrf_token": session["csrf"]}
+
+
+@routes.post("/api/v1/session", roles=PUBLIC, csrf=False, summary="Log in (JSON)", tags=("auth",))
+async def api_login(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise BadRequest("username and password are required", fields=["username", "password"])
+    user = await _login(request, username, password)
+    if user is None:
+        return json_response({"error": "login_failed", "message": "wrong user name or password"}, status=401)
+    return json_response(user)
+
+
+@routes.get("/api/v1/session", roles=ALL_ROLES, summary="Who am I, and my CSRF token", tags=("auth",))
+async def api_whoami(request: web.Request) -> web.Response:
+    session = await get_session(request)
+    return json_response({**request["user"], "csrf_token": session["csrf"]})
+
+
+@routes.delete("/api/v1/session", roles=ALL_ROLES, summary="Log out", tags=("auth",))
+async def api_logout(request: web.Request) -> web.Response:
+    (await get_session(request)).invalidate()
+    return json_response({"status": "logged out"})
+
+
+@routes.get("/login", roles=PUBLIC, summary="Login page", tags=("pages",))
+@aiohttp_jinja2.template("login.html")
+async def login_page(request: web.Request) -> dict:
+    return {"next": _safe_next(request.query.get("next")), "error": None}
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an open redirect would let a phishing link bounce through us.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/"
+
+
+@routes.post("/login", roles=PUBLIC, csrf=False, summary="Login form post", tags=("pages",))
+async def login_form(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    user = await _login(request, str(form.get("username", "")), str(form.get("password", "")))
+    target = _safe_next(str(form.get("next", "/")))
+    if user is None:
+        context = {"next": target, "error": "Wrong user name or password."}
+        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+    raise web.HTTPFound(target)
+
+
+@routes.post("/logout", roles=ALL_ROLES, summary="Logout form post", tags=("pages",))
+async def logout_form(request: web.Request) -> web.StreamResponse:
+    (await get_session(request)).invalidate()
+    raise web.HTTPFound("/login")

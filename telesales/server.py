@@ -1,0 +1,65 @@
+"""`telesales serve`: open the store, make sure an admin exists, run the web app."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import SimpleNamespace
+
+from aiohttp import web
+
+from crm import users as user_store
+from telesales import passwords, store
+from telesales.app import AppContext, create_app, load_secret_key
+
+log = logging.getLogger("telesales.server")
+
+
+async def ensure_first_admin(pool) -> str | None:
+    """Create user 'admin' with a generated password when no admin exists; return that password."""
+    async with pool.acquire() as conn:
+        if await user_store.count_admins(conn):
+            return None
+        password = passwords.generate_password()
+        await user_store.create_user(conn, "admin", "admin", passwords.hash_password(password),
+                                     display_name="Administrator")
+        return password
+
+
+def public_url(settings: SimpleNamespace) -> str:
+    http = settings.http
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    return http.public_url or f"http://{host}:{http.port}"
+
+
+async def build_app(settings: SimpleNamespace) -> web.Application:
+    catalog = store.disposition_catalog(settings)
+    pool = await store.open_pool(settings, catalog)
+    ctx = AppContext(settings=settings, pool=pool, catalog=catalog,
+                     secret_key=load_secret_key(settings.data_dir))
+    app = create_app(ctx)
+
+    async def close_pool(_app):
+        await pool.close()
+
+    app.on_cleanup.append(close_pool)
+    password = await ensure_first_admin(pool)
+    url = public_url(settings)
+    print(f"telesales is running at {url}", flush=True)
+    if password:
+        print(f"first start: log in as 'admin' with password {password}  (shown once; "
+              "add more users with: telesales users add NAME --role ROLE)", flush=True)
+    else:
+        print("log in with your account; add users with: telesales users add NAME --role ROLE", flush=True)
+    return app
+
+
+def serve(settings: SimpleNamespace) -> int:
+    try:
+        web.run_app(build_app(settings), host=settings.http.host, port=settings.http.port,
+                    print=None, access_log=None)
+    except OSError as e:
+        # Port taken, or the configured database unreachable: say which, no stack trace.
+        print(f"telesales: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0

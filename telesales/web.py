@@ -1,0 +1,130 @@
+"""Routes with their roles declared beside them, and the JSON helpers handlers share.
+
+Each routes module has `routes = RouteTable()` and decorates its handlers:
+
+    @routes.post("/api/v1/things", roles=STAFF, summary="Create a thing")
+    async def create_thing(request): ...
+
+The table is the single source for three things: the aiohttp router, the
+role check (telesales/app.py's middleware reads the route's roles), and the
+OpenAPI document. The route-by-role test walks the same table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from crm.errors import UserError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ALL_ROLES = frozenset({"agent", "qa", "supervisor", "admin"})
+PUBLIC = frozenset()  # no login needed
+ADMIN = frozenset({"admin"})
+MANAGERS = frozenset({"supervisor", "admin"})
+FLOOR = frozenset({"agent", "supervisor", "admin"})  # those who work customers and calls
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[str]
+    summary: str
+    # Form posts from our own pages and JSON API calls both carry the token;
+    # only login (no session yet) is exempt.
+    csrf: bool = True
+    tags: tuple[str, ...] = ()
+    body: dict | None = field(default=None, compare=False)
+
+    @property
+    def public(self) -> bool:
+        return not self.roles
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, method: str, path: str, *, roles: frozenset[str], summary: str, **extra):
+        def decorate(handler: Handler) -> Handler:
+            self.routes.append(Route(method, path, handler, frozenset(roles), summary, **extra))
+            return handler
+
+        return decorate
+
+    def get(self, path: str, **kw):
+        return self.add("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.add("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.add("PUT", path, **kw)
+
+    def patch(self, path: str, **kw):
+        return self.add("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.add("DELETE", path, **kw)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # money stays exact on the wire
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if hasattr(value, "items"):  # asyncpg.Record
+        return dict(value.items())
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, default=_default, ensure_ascii=False)
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def record(row) -> dict | None:
+    return None if row is None else dict(row.items())
+
+
+async def read_json(request: web.Request) -> dict:
+    """The request body as a JSON object, or a 400 saying what is wrong with it."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def int_param(request: web.Request, name: str) -> int:
+    value = request.match_info[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {value!r}", fields=[name]) from None
+
+
+class BadRequest(UserError):
+    status = 400
+    error_id = "bad_request"
+
+
+def current_user(request: web.Request) -> dict:
+    """The logged-in user (id, username, role, team_id); routes with roles always have one."""
+    return request["user"]

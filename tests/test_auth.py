@@ -1,0 +1,75 @@
+"""Login, sessions and CSRF through the real HTTP app."""
+
+
+async def test_health_answers_with_database_ok(client):
+    resp = await client.get("/health")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok", "database": "ok"}
+
+
+async def test_wrong_password_is_refused_without_saying_which_part_was_wrong(client, login):
+    await login(client, "agent", "alice")
+    resp = await client.post("/api/v1/session", json={"username": "alice", "password": "nope"})
+    assert resp.status == 401
+    assert (await resp.json())["message"] == "wrong user name or password"
+    resp = await client.post("/api/v1/session", json={"username": "nobody", "password": "nope"})
+    assert (await resp.json())["message"] == "wrong user name or password"
+
+
+async def test_login_then_whoami_then_logout(client, login):
+    user = await login(client, "supervisor", "sue")
+    me = await (await client.get("/api/v1/session")).json()
+    assert me["username"] == "sue" and me["role"] == "supervisor"
+    resp = await client.delete("/api/v1/session", headers={"X-CSRF-Token": user["csrf_token"]})
+    assert resp.status == 200
+    assert (await client.get("/api/v1/session")).status == 401
+
+
+async def test_state_change_without_csrf_token_is_refused(client, login):
+    user = await login(client, "admin")
+    resp = await client.post("/api/v1/campaigns", json={"name": "Spring"})
+    assert resp.status == 403 and (await resp.json())["error"] == "csrf_failed"
+    resp = await client.post("/api/v1/campaigns", json={"name": "Spring"},
+                             headers={"X-CSRF-Token": user["csrf_token"]})
+    assert resp.status == 201
+    assert (await resp.json())["name"] == "Spring"
+
+
+async def test_cross_site_post_is_refused_even_with_token(client, login):
+    user = await login(client, "admin")
+    resp = await client.post("/api/v1/campaigns", json={"name": "X"},
+                             headers={"X-CSRF-Token": user["csrf_token"], "Origin": "https://evil.example"})
+    assert resp.status == 403
+
+
+async def test_deactivated_user_loses_session_at_once(client, login, app_ctx):
+    user = await login(client, "agent")
+    await app_ctx.pool.execute("update users set active = false where id = $1", user["id"])
+    assert (await client.get("/api/v1/session")).status == 401
+
+
+async def test_login_page_form_logs_in_and_redirects_to_next(client, login, app_ctx):
+    await login(client, "qa", "quinn")
+    client.session.cookie_jar.clear()
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"].startswith("/login")
+    resp = await client.post("/login", data={"username": "quinn", "password": "correct horse",
+                                             "next": "/"}, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/"
+    page = await (await client.get("/")).text()
+    assert "signed in as <strong>qa</strong>" in page
+
+
+async def test_login_form_never_redirects_off_site(client, login):
+    await login(client, "qa", "quinn")
+    resp = await client.post("/login", data={"username": "quinn", "password": "correct horse",
+                                             "next": "//evil.example/"}, allow_redirects=False)
+    assert resp.headers["Location"] == "/"
+
+
+async def test_bad_json_body_gets_a_400_naming_the_problem(client, login):
+    user = await login(client, "admin")
+    resp = await client.post("/api/v1/campaigns", data=b"{nope",
+                             headers={"X-CSRF-Token": user["csrf_token"], "Content-Type": "application/json"})
+    assert resp.status == 400
+    assert "not valid JSON" in (await resp.json())["message"]
