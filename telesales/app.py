@@ -6,7 +6,6 @@ and add it to ROUTE_MODULES below.
 
 from __future__ import annotations
 
-import base64
 import importlib
 import logging
 import secrets
@@ -21,10 +20,10 @@ import asyncpg
 import jinja2
 from aiohttp import web
 from aiohttp_session import get_session, session_middleware
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from crm.dispositions_catalog import Disposition
 from crm.errors import UserError
+from telesales.sessions import PgSessionStorage
 from telesales.web import Route, RouteTable, json_response
 
 log = logging.getLogger("telesales.http")
@@ -48,23 +47,10 @@ class AppContext:
     settings: SimpleNamespace
     pool: asyncpg.Pool
     catalog: dict[str, Disposition]
-    secret_key: bytes
 
 
 CTX = web.AppKey("ctx", AppContext)
 ROUTES = web.AppKey("routes", list)
-
-
-def load_secret_key(data_dir: Path) -> bytes:
-    """The cookie encryption key, made once per data folder so sessions survive restarts."""
-    path = data_dir / "session.key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(base64.urlsafe_b64encode(secrets.token_bytes(32)))
-        tmp.chmod(0o600)
-        tmp.replace(path)
-    return base64.urlsafe_b64decode(path.read_bytes())
 
 
 def all_routes() -> list[Route]:
@@ -164,14 +150,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 
 def create_app(ctx: AppContext) -> web.Application:
     http = ctx.settings.http
-    storage = EncryptedCookieStorage(
-        ctx.secret_key,
-        cookie_name="telesales_session",
-        max_age=http.session_max_age,
-        httponly=True,
-        secure=http.secure_cookies,
-        samesite="Lax",
-    )
+    storage = PgSessionStorage(ctx.pool, max_age=http.session_max_age, secure=http.secure_cookies)
     app = web.Application(
         middlewares=[session_middleware(storage), errors_middleware],
         client_max_size=http.max_upload_mb * 1024 * 1024,

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from crm import users as user_store
 from telesales import passwords, store
-from telesales.app import AppContext, create_app, load_secret_key
+from telesales.app import AppContext, create_app
 
 log = logging.getLogger("telesales.server")
 
@@ -35,8 +35,7 @@ def public_url(settings: SimpleNamespace) -> str:
 async def build_app(settings: SimpleNamespace) -> web.Application:
     catalog = store.disposition_catalog(settings)
     pool = await store.open_pool(settings, catalog)
-    ctx = AppContext(settings=settings, pool=pool, catalog=catalog,
-                     secret_key=load_secret_key(settings.data_dir))
+    ctx = AppContext(settings=settings, pool=pool, catalog=catalog)
     app = create_app(ctx)
 
     async def close_pool(_app):

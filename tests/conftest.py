@@ -95,7 +95,7 @@ async def app_ctx(db_url, settings, catalog):
     from telesales.app import AppContext
 
     pool = await db.create_pool(db_url, 1, 4)
-    yield AppContext(settings=settings, pool=pool, catalog=catalog, secret_key=b"k" * 32)
+    yield AppContext(settings=settings, pool=pool, catalog=catalog)
     await pool.close()
 
 

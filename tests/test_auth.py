@@ -73,3 +73,18 @@ async def test_bad_json_body_gets_a_400_naming_the_problem(client, login):
                              headers={"X-CSRF-Token": user["csrf_token"], "Content-Type": "application/json"})
     assert resp.status == 400
     assert "not valid JSON" in (await resp.json())["message"]
+
+
+async def test_logged_out_session_cookie_cannot_be_replayed(client, login):
+    user = await login(client, "agent")
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["telesales_session"].value
+    await client.delete("/api/v1/session", headers={"X-CSRF-Token": user["csrf_token"]})
+    resp = await client.get("/api/v1/session", headers={"Cookie": f"telesales_session={cookie}"})
+    assert resp.status == 401
+
+
+async def test_session_token_is_stored_hashed(client, login, app_ctx):
+    await login(client, "agent")
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["telesales_session"].value
+    ids = [r["id"] for r in await app_ctx.pool.fetch("select id from web_sessions")]
+    assert len(ids) == 1 and cookie not in ids

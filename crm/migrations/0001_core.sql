@@ -321,3 +321,12 @@ create table idempotency_keys (
     created_at timestamptz not null default now(),
     primary key (user_id, key)
 );
+
+-- Login sessions of the web service; id is the sha256 of the cookie token.
+create table web_sessions (
+    id text primary key,
+    user_id bigint references users on delete cascade,
+    data jsonb not null,
+    expires_at timestamptz not null
+);
+create index web_sessions_expires on web_sessions (expires_at);
