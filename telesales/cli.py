@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from crm import campaigns as campaign_store
 from crm import users as user_store
+from crm.db import MigrationError
 from crm.errors import UserError
 from telesales import passwords, store
 from telesales.logs import configure_logging
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, settings)
     except UserError as e:
         print(f"telesales: {e.message}", file=sys.stderr)
+        return 1
+    except MigrationError as e:
+        print(f"telesales: cannot start: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import sys
 from types import SimpleNamespace
 
@@ -32,31 +34,46 @@ def public_url(settings: SimpleNamespace) -> str:
     return http.public_url or f"http://{host}:{http.port}"
 
 
-async def build_app(settings: SimpleNamespace) -> web.Application:
+async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | None]:
+    """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
     pool = await store.open_pool(settings, catalog)
-    ctx = AppContext(settings=settings, pool=pool, catalog=catalog)
-    app = create_app(ctx)
+    app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog))
 
     async def close_pool(_app):
         await pool.close()
 
     app.on_cleanup.append(close_pool)
-    password = await ensure_first_admin(pool)
-    url = public_url(settings)
-    print(f"telesales is running at {url}", flush=True)
-    if password:
-        print(f"first start: log in as 'admin' with password {password}  (shown once; "
-              "add more users with: telesales users add NAME --role ROLE)", flush=True)
-    else:
-        print("log in with your account; add users with: telesales users add NAME --role ROLE", flush=True)
-    return app
+    return app, await ensure_first_admin(pool)
+
+
+async def _serve(settings: SimpleNamespace) -> None:
+    app, password = await build_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http.host, settings.http.port).start()
+        # Printed only once the port is open, so whoever reads it can connect at once.
+        print(f"telesales is running at {public_url(settings)}", flush=True)
+        if password:
+            print(f"first start: log in as 'admin' with password {password}  (shown once; "
+                  "add more users with: telesales users add NAME --role ROLE)", flush=True)
+        else:
+            print("log in with your account; add users with: telesales users add NAME --role ROLE",
+                  flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
 
 
 def serve(settings: SimpleNamespace) -> int:
     try:
-        web.run_app(build_app(settings), host=settings.http.host, port=settings.http.port,
-                    print=None, access_log=None)
+        asyncio.run(_serve(settings))
     except OSError as e:
         # Port taken, or the configured database unreachable: say which, no stack trace.
         print(f"telesales: cannot start: {e}", file=sys.stderr)
