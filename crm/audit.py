@@ -14,6 +14,7 @@ async def record(
     details: dict | None = None,
 ) -> None:
     await conn.execute(
-        "insert into audit_log (user_id, action, entity, entity_id, details) values ($1, $2, $3, $4, $5)",
+        """insert into audit_log (user_id, action, entity, entity_id, details)
+           values ($1, $2, $3, $4, $5)""",
         user_id, action, entity, None if entity_id is None else str(entity_id), details or {},
     )

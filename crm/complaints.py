@@ -40,20 +40,26 @@ FIELDS = ("complainant", "channel", "content", "department")
 def validate_complaint(
     raw, *, departments: list[str], default_channel: str | None = None, prefix: str = "complaint."
 ) -> dict:
-    """Clean values, or MissingFields naming every absent field, then a UserError naming bad ones."""
+    """Clean values, or MissingFields naming every absent field, then a UserError
+    naming every bad one."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{prefix.rstrip('.')} must be an object", fields=[prefix.rstrip(".")])
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
-        raise UserError(f"unknown complaint fields: {', '.join(prefix + u for u in unknown)}",
-                        fields=[prefix + u for u in unknown])
+        raise UserError(
+            f"unknown complaint fields: {', '.join(prefix + u for u in unknown)}",
+            fields=[prefix + u for u in unknown],
+        )
     values = {k: raw.get(k) for k in FIELDS}
     if values["channel"] in (None, "") and default_channel:
         values["channel"] = default_channel
-    missing = [prefix + k for k in ("complainant", "channel", "content")
-               if not isinstance(values[k], str) or not values[k].strip()]
+    missing = [
+        prefix + k
+        for k in ("complainant", "channel", "content")
+        if not isinstance(values[k], str) or not values[k].strip()
+    ]
     if missing:
         raise MissingFields(f"a complaint needs {', '.join(missing)}", fields=missing)
     errors = {}
@@ -62,9 +68,11 @@ def validate_complaint(
     if values["department"] not in (None, "") and values["department"] not in departments:
         errors["department"] = f"must be one of {', '.join(departments)}"
     if errors:
-        raise UserError("; ".join(f"{prefix}{k} {v}" for k, v in errors.items()),
-                        fields=[prefix + k for k in errors],
-                        errors={prefix + k: v for k, v in errors.items()})
+        raise UserError(
+            "; ".join(f"{prefix}{k} {v}" for k, v in errors.items()),
+            fields=[prefix + k for k in errors],
+            errors={prefix + k: v for k, v in errors.items()},
+        )
     return {
         "complainant": values["complainant"].strip(),
         "channel": values["channel"],
@@ -93,18 +101,32 @@ async def create_complaint(
                    content, department, ack_due_at, resolve_due_at, created_by, created_at,
                    updated_at)
                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $3, $3) returning *""",
-            customer_id, call_id, now, complaint["complainant"], complaint["channel"],
-            complaint["content"], complaint["department"],
-            now + dt.timedelta(hours=ack_hours), now + dt.timedelta(hours=resolve_hours),
+            customer_id,
+            call_id,
+            now,
+            complaint["complainant"],
+            complaint["channel"],
+            complaint["content"],
+            complaint["department"],
+            now + dt.timedelta(hours=ack_hours),
+            now + dt.timedelta(hours=resolve_hours),
             created_by,
         )
         await conn.execute(
             """insert into complaint_events (complaint_id, from_state, to_state, user_id, note, at)
                values ($1, null, 'new', $2, $3, $4)""",
-            row["id"], created_by, note, now,
+            row["id"],
+            created_by,
+            note,
+            now,
         )
         await interactions.add(
-            conn, customer_id, "complaint", user_id=created_by, call_id=call_id, occurred_at=now,
+            conn,
+            customer_id,
+            "complaint",
+            user_id=created_by,
+            call_id=call_id,
+            occurred_at=now,
             summary=f"Complaint ({complaint['channel']}): {complaint['content'][:200]}",
             details={"complaint_id": row["id"]},
         )
@@ -131,11 +153,14 @@ async def transition(
     resolved needs a resolution text.
     """
     if to_state not in STATES:
-        raise UserError(f"unknown complaint state {to_state!r}; states: {', '.join(STATES)}",
-                        fields=["state"])
+        raise UserError(
+            f"unknown complaint state {to_state!r}; states: {', '.join(STATES)}", fields=["state"]
+        )
     now = now or dt.datetime.now(dt.UTC)
     async with conn.transaction():
-        current = await conn.fetchrow("select * from complaints where id = $1 for update", complaint_id)
+        current = await conn.fetchrow(
+            "select * from complaints where id = $1 for update", complaint_id
+        )
         if current is None:
             raise NotFound(f"no complaint {complaint_id}")
         from_state = current["state"]
@@ -143,21 +168,31 @@ async def transition(
             allowed = sorted(TRANSITIONS[from_state])
             raise IllegalTransition(
                 f"a complaint cannot go from {from_state} to {to_state}"
-                + (f"; from {from_state} it can go to {', '.join(allowed)}" if allowed
-                   else f"; {from_state} is final"),
-                from_state=from_state, to_state=to_state, allowed=allowed,
+                + (
+                    f"; from {from_state} it can go to {', '.join(allowed)}"
+                    if allowed
+                    else f"; {from_state} is final"
+                ),
+                from_state=from_state,
+                to_state=to_state,
+                allowed=allowed,
             )
         if department not in (None, "") and department not in departments:
-            raise UserError(f"department must be one of {', '.join(departments)}",
-                            fields=["department"])
+            raise UserError(
+                f"department must be one of {', '.join(departments)}", fields=["department"]
+            )
         new_department = department or current["department"]
         new_owner = owner_id if owner_id is not None else current["owner_id"]
         if to_state == "assigned":
-            missing = [name for name, value in (("department", new_department), ("owner_id", new_owner))
-                       if value is None]
+            missing = [
+                name
+                for name, value in (("department", new_department), ("owner_id", new_owner))
+                if value is None
+            ]
             if missing:
-                raise MissingFields(f"assigning a complaint needs {' and '.join(missing)}",
-                                    fields=missing)
+                raise MissingFields(
+                    f"assigning a complaint needs {' and '.join(missing)}", fields=missing
+                )
         if to_state == "in_progress" and new_owner is None:
             new_owner = user_id
         if new_owner is not None and new_owner != current["owner_id"]:
@@ -168,7 +203,9 @@ async def transition(
         if to_state == "resolved":
             resolution_text = (resolution or "").strip()
             if not resolution_text:
-                raise MissingFields("resolving a complaint needs a resolution", fields=["resolution"])
+                raise MissingFields(
+                    "resolving a complaint needs a resolution", fields=["resolution"]
+                )
 
         row = await conn.fetchrow(
             """update complaints set
@@ -179,20 +216,32 @@ async def transition(
                    closed_at = case when $2 = 'confirmed_by_customer' then $6 else closed_at end,
                    updated_at = $6
                where id = $1 returning *""",
-            complaint_id, to_state, new_department, new_owner, resolution_text, now,
+            complaint_id,
+            to_state,
+            new_department,
+            new_owner,
+            resolution_text,
+            now,
         )
         event_note = note or (resolution_text if to_state == "resolved" else "")
         await conn.execute(
             """insert into complaint_events (complaint_id, from_state, to_state, user_id, note, at)
                values ($1, $2, $3, $4, $5, $6)""",
-            complaint_id, from_state, to_state, user_id, event_note, now,
+            complaint_id,
+            from_state,
+            to_state,
+            user_id,
+            event_note,
+            now,
         )
         changes = {"from": from_state, "to": to_state}
         if new_department != current["department"]:
             changes["department"] = new_department
         if new_owner != current["owner_id"]:
             changes["owner_id"] = new_owner
-        await audit.record(conn, user_id, "complaint.transition", "complaint", complaint_id, changes)
+        await audit.record(
+            conn, user_id, "complaint.transition", "complaint", complaint_id, changes
+        )
         return row
 
 
@@ -207,10 +256,14 @@ async def get_complaint(conn: asyncpg.Connection, complaint_id: int) -> dict:
         complaint_id,
     )
     evidence = await conn.fetch(
-        "select * from complaint_evidence where complaint_id = $1 order by uploaded_at, id", complaint_id
+        "select * from complaint_evidence where complaint_id = $1 order by uploaded_at, id",
+        complaint_id,
     )
-    return {**dict(row.items()), "events": [dict(e.items()) for e in events],
-            "evidence": [dict(e.items()) for e in evidence]}
+    return {
+        **dict(row.items()),
+        "events": [dict(e.items()) for e in events],
+        "evidence": [dict(e.items()) for e in evidence],
+    }
 
 
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:
@@ -271,15 +324,27 @@ async def add_evidence(
             """insert into complaint_evidence (complaint_id, file_name, content_type, size_bytes,
                    sha256, uploaded_by)
                values ($1, $2, $3, $4, $5, $6) returning *""",
-            complaint_id, name, content_type or "application/octet-stream", len(data), digest,
+            complaint_id,
+            name,
+            content_type or "application/octet-stream",
+            len(data),
+            digest,
             uploaded_by,
         )
-        await audit.record(conn, uploaded_by, "complaint.evidence", "complaint", complaint_id,
-                           {"evidence_id": row["id"], "file_name": name, "sha256": digest})
+        await audit.record(
+            conn,
+            uploaded_by,
+            "complaint.evidence",
+            "complaint",
+            complaint_id,
+            {"evidence_id": row["id"], "file_name": name, "sha256": digest},
+        )
         return row
 
 
-async def open_complaints(conn: asyncpg.Connection, *, department: str | None = None) -> list[asyncpg.Record]:
+async def open_complaints(
+    conn: asyncpg.Connection, *, department: str | None = None
+) -> list[asyncpg.Record]:
     """Complaints not yet confirmed by the customer, the most urgent first."""
     return await conn.fetch(
         """select * from complaints

@@ -40,7 +40,11 @@ async def add(
                 """insert into do_not_call (e164, reason, source, added_by, added_at)
                    values ($1, $2, $3, $4, coalesce($5, now()))
                    on conflict (e164) do nothing returning *""",
-                e164, reason, source, added_by, now,
+                e164,
+                reason,
+                source,
+                added_by,
+                now,
             )
         except asyncpg.CheckViolationError:
             raise UserError(f"{e164!r} is not an E.164 number", fields=["number"]) from None
@@ -51,11 +55,14 @@ async def add(
             """update customers set do_not_call = true, updated_at = coalesce($2, now())
                where (id = (select customer_id from customer_phones where e164 = $1) or id = $3)
                  and not do_not_call""",
-            e164, now, customer_id,
+            e164,
+            now,
+            customer_id,
         )
         if created:
-            await audit.record(conn, added_by, "dnc.add", "do_not_call", e164,
-                               {"reason": reason, "source": source})
+            await audit.record(
+                conn, added_by, "dnc.add", "do_not_call", e164, {"reason": reason, "source": source}
+            )
         return row, created
 
 
@@ -71,15 +78,18 @@ async def is_listed(conn: asyncpg.Connection, e164: str) -> bool:
     return bool(await conn.fetchval("select 1 from do_not_call where e164 = $1", e164))
 
 
-async def remove(conn: asyncpg.Connection, e164: str, *, removed_by: int | None, reason: str) -> None:
+async def remove(
+    conn: asyncpg.Connection, e164: str, *, removed_by: int | None, reason: str
+) -> None:
     """Take a number off the list (e.g. the customer asked to be called again).
 
     The customer's flag is cleared only when none of their numbers is still listed.
     """
     reason = (reason or "").strip()
     if not reason:
-        raise MissingFields("removing a number from the do-not-call list needs a reason",
-                            fields=["reason"])
+        raise MissingFields(
+            "removing a number from the do-not-call list needs a reason", fields=["reason"]
+        )
     async with conn.transaction():
         old = await conn.fetchrow("delete from do_not_call where e164 = $1 returning *", e164)
         if old is None:
@@ -87,10 +97,23 @@ async def remove(conn: asyncpg.Connection, e164: str, *, removed_by: int | None,
         await conn.execute(
             """update customers c set do_not_call = false, updated_at = now()
                where c.id = (select customer_id from customer_phones where e164 = $1)
-                 and not exists (select 1 from customer_phones p join do_not_call d on d.e164 = p.e164
+                 and not exists (select 1 from customer_phones p
+                                 join do_not_call d on d.e164 = p.e164
                                  where p.customer_id = c.id)""",
             e164,
         )
-        await audit.record(conn, removed_by, "dnc.remove", "do_not_call", e164,
-                           {"reason": reason, "was": {"reason": old["reason"], "source": old["source"],
-                                                      "added_at": old["added_at"].isoformat()}})
+        await audit.record(
+            conn,
+            removed_by,
+            "dnc.remove",
+            "do_not_call",
+            e164,
+            {
+                "reason": reason,
+                "was": {
+                    "reason": old["reason"],
+                    "source": old["source"],
+                    "added_at": old["added_at"].isoformat(),
+                },
+            },
+        )

@@ -24,11 +24,13 @@ def parse_due_at(value, *, now: dt.datetime, field: str = "due_at") -> dt.dateti
         try:
             due = dt.datetime.fromisoformat(str(value).strip())
         except ValueError:
-            raise UserError(f"{field} must be a time like 2025-03-31T15:00:00+08:00",
-                            fields=[field]) from None
+            raise UserError(
+                f"{field} must be a time like 2025-03-31T15:00:00+08:00", fields=[field]
+            ) from None
     if due.tzinfo is None:
-        raise UserError(f"{field} needs a UTC offset (e.g. +08:00 or Z): whose 15:00 is it?",
-                        fields=[field])
+        raise UserError(
+            f"{field} needs a UTC offset (e.g. +08:00 or Z): whose 15:00 is it?", fields=[field]
+        )
     if due <= now:
         raise UserError(f"{field} must be in the future", fields=[field])
     return due
@@ -50,7 +52,14 @@ async def create_follow_up(
         """insert into follow_ups (customer_id, lead_id, call_id, owner_agent_id, due_at, note,
                created_by, created_at)
            values ($1, $2, $3, $4, $5, $6, $7, coalesce($8, now())) returning *""",
-        customer_id, lead_id, call_id, owner_agent_id, due_at, note, created_by, now,
+        customer_id,
+        lead_id,
+        call_id,
+        owner_agent_id,
+        due_at,
+        note,
+        created_by,
+        now,
     )
 
 
@@ -61,13 +70,18 @@ async def settle_for_lead(conn: asyncpg.Connection, lead_id: int, *, now: dt.dat
         """update follow_ups
            set status = case when due_at <= $2 then 'done' else 'cancelled' end, closed_at = $2
            where lead_id = $1 and status = 'open'""",
-        lead_id, now,
+        lead_id,
+        now,
     )
     return int(result.split()[-1])
 
 
 async def close(
-    conn: asyncpg.Connection, follow_up_id: int, status: str, *, user_id: int | None,
+    conn: asyncpg.Connection,
+    follow_up_id: int,
+    status: str,
+    *,
+    user_id: int | None,
     now: dt.datetime | None = None,
 ) -> asyncpg.Record:
     """Mark an open follow-up done, missed or cancelled."""
@@ -80,12 +94,17 @@ async def close(
         if current is None:
             raise NotFound(f"no follow-up {follow_up_id}")
         if current != "open":
-            raise IllegalTransition(f"follow-up {follow_up_id} is already {current}",
-                                    from_state=current, to_state=status)
+            raise IllegalTransition(
+                f"follow-up {follow_up_id} is already {current}",
+                from_state=current,
+                to_state=status,
+            )
         row = await conn.fetchrow(
             """update follow_ups set status = $2, closed_at = coalesce($3, now())
                where id = $1 returning *""",
-            follow_up_id, status, now,
+            follow_up_id,
+            status,
+            now,
         )
         await audit.record(conn, user_id, f"follow_up.{status}", "follow_up", follow_up_id)
         return row
@@ -111,5 +130,6 @@ async def due_for_agent(
            where f.status = 'open' and f.due_at <= $2
              and (f.owner_agent_id = $1 or f.owner_agent_id is null)
            order by f.due_at, f.id""",
-        agent_id, until,
+        agent_id,
+        until,
     )

@@ -26,10 +26,16 @@ async def add(
     if kind not in KINDS:
         raise UserError(f"interaction kind must be one of {', '.join(KINDS)}", fields=["kind"])
     return await conn.fetchval(
-        """insert into interactions (customer_id, kind, occurred_at, user_id, call_id, summary, details)
+        """insert into interactions (customer_id, kind, occurred_at, user_id, call_id, summary,
+               details)
            values ($1, $2, coalesce($3, now()), $4, $5, $6, $7) returning id""",
-        customer_id, kind, occurred_at, user_id,
-        None if call_id is None else uuid.UUID(str(call_id)), summary, details or {},
+        customer_id,
+        kind,
+        occurred_at,
+        user_id,
+        None if call_id is None else uuid.UUID(str(call_id)),
+        summary,
+        details or {},
     )
 
 
@@ -43,6 +49,7 @@ async def for_customer(
            where i.customer_id = $1
            order by i.occurred_at desc, i.id desc
            limit $2""",
-        customer_id, limit,
+        customer_id,
+        limit,
     )
     return list(reversed(rows))

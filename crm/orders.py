@@ -12,7 +12,14 @@ import asyncpg
 from crm import audit, interactions
 from crm.errors import IllegalTransition, MissingFields, NotFound, UserError
 
-REQUIRED = ("product", "quantity", "unit_price", "delivery_date", "delivery_address", "payment_method")
+REQUIRED = (
+    "product",
+    "quantity",
+    "unit_price",
+    "delivery_date",
+    "delivery_address",
+    "payment_method",
+)
 OPTIONAL = ("currency",)
 STATUSES = ("confirmed", "delivered", "cancelled")
 TRANSITIONS = {"confirmed": {"delivered", "cancelled"}, "delivered": set(), "cancelled": set()}
@@ -37,7 +44,12 @@ def _blank(value) -> bool:
 
 
 def validate_order(
-    raw, *, payment_methods: list[str], default_currency: str, now: dt.datetime, prefix: str = "order."
+    raw,
+    *,
+    payment_methods: list[str],
+    default_currency: str,
+    now: dt.datetime,
+    prefix: str = "order.",
 ) -> dict:
     """The order's clean values, or MissingFields naming every absent field (then a UserError
     naming every bad one). Field names carry `prefix`, as the client sent them."""
@@ -91,7 +103,11 @@ def validate_order(
 
     delivery = raw["delivery_date"]
     try:
-        delivery = delivery if isinstance(delivery, dt.date) else dt.date.fromisoformat(str(delivery).strip())
+        delivery = (
+            delivery
+            if isinstance(delivery, dt.date)
+            else dt.date.fromisoformat(str(delivery).strip())
+        )
     except ValueError:
         errors["delivery_date"] = "must be a date like 2025-03-31"
     else:
@@ -115,8 +131,11 @@ def validate_order(
 
     if errors:
         detail = "; ".join(f"{prefix}{k} {v}" for k, v in errors.items())
-        raise UserError(detail, fields=[prefix + k for k in errors],
-                        errors={prefix + k: v for k, v in errors.items()})
+        raise UserError(
+            detail,
+            fields=[prefix + k for k in errors],
+            errors={prefix + k: v for k, v in errors.items()},
+        )
     return clean
 
 
@@ -137,38 +156,65 @@ async def create_order(
                    unit_price, currency, delivery_date, delivery_address, payment_method,
                    created_at, updated_at)
                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) returning *""",
-            customer_id, call_id, lead_id, agent_id, order["product"], order["quantity"],
-            order["unit_price"], order["currency"], order["delivery_date"], order["delivery_address"],
-            order["payment_method"], now,
+            customer_id,
+            call_id,
+            lead_id,
+            agent_id,
+            order["product"],
+            order["quantity"],
+            order["unit_price"],
+            order["currency"],
+            order["delivery_date"],
+            order["delivery_address"],
+            order["payment_method"],
+            now,
         )
         await interactions.add(
-            conn, customer_id, "order", user_id=agent_id, call_id=call_id, occurred_at=now,
+            conn,
+            customer_id,
+            "order",
+            user_id=agent_id,
+            call_id=call_id,
+            occurred_at=now,
             summary=f"Order: {row['quantity'].normalize():f} x {row['product']}, "
-                    f"{row['total']} {row['currency']}",
+            f"{row['total']} {row['currency']}",
             details={"order_id": row["id"]},
         )
         return row
 
 
 async def set_status(
-    conn: asyncpg.Connection, order_id: int, status: str, *, user_id: int | None,
+    conn: asyncpg.Connection,
+    order_id: int,
+    status: str,
+    *,
+    user_id: int | None,
     now: dt.datetime | None = None,
 ) -> asyncpg.Record:
     if status not in STATUSES:
         raise UserError(f"status must be one of {', '.join(STATUSES)}", fields=["status"])
     async with conn.transaction():
-        current = await conn.fetchval("select status from orders where id = $1 for update", order_id)
+        current = await conn.fetchval(
+            "select status from orders where id = $1 for update", order_id
+        )
         if current is None:
             raise NotFound(f"no order {order_id}")
         if status not in TRANSITIONS[current]:
-            raise IllegalTransition(f"an order cannot go from {current} to {status}",
-                                    from_state=current, to_state=status)
+            raise IllegalTransition(
+                f"an order cannot go from {current} to {status}",
+                from_state=current,
+                to_state=status,
+            )
         row = await conn.fetchrow(
-            "update orders set status = $2, updated_at = coalesce($3, now()) where id = $1 returning *",
-            order_id, status, now,
+            """update orders set status = $2, updated_at = coalesce($3, now())
+               where id = $1 returning *""",
+            order_id,
+            status,
+            now,
         )
-        await audit.record(conn, user_id, "order.status", "order", order_id,
-                           {"from": current, "to": status})
+        await audit.record(
+            conn, user_id, "order.status", "order", order_id, {"from": current, "to": status}
+        )
         return row
 
 

@@ -34,6 +34,10 @@ ROUTE_MODULES = (
     "telesales.routes.pages",
     "telesales.routes.users",
     "telesales.routes.campaigns",
+    "telesales.routes.dispositions",
+    "telesales.routes.customers",
+    "telesales.routes.complaints",
+    "telesales.routes.leads",
     "telesales.routes.openapi",
 )
 
