@@ -10,7 +10,14 @@ from crm import audit
 from crm import campaigns as campaign_store
 from telesales.app import CTX
 from telesales.web import (
-    ADMIN, ALL_ROLES, RouteTable, UserError, current_user, int_param, json_response, read_json,
+    ADMIN,
+    ALL_ROLES,
+    RouteTable,
+    UserError,
+    current_user,
+    int_param,
+    json_response,
+    read_json,
 )
 
 routes = RouteTable()
