@@ -20,17 +20,16 @@ may fix the request and retry with the same key.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
 from crm.errors import Conflict, UserError
+from crm.json_values import json_default
 
 # First half of the two-int advisory lock key; the second half is hashtext(user:key).
 # Any constant works as long as nothing else in the database uses it.
@@ -52,18 +51,6 @@ class BadKey(UserError):
     error_id = "bad_idempotency_key"
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if hasattr(value, "items"):  # asyncpg.Record
-        return dict(value.items())
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def check_key(key: str) -> str:
     """Keys are client-chosen (a UUID is typical): 1-200 visible ASCII characters."""
     if not isinstance(key, str) or not re.fullmatch(r"[\x21-\x7e]{1,200}", key):
@@ -81,7 +68,7 @@ def fingerprint(body: bytes | dict | list, scope: str = "") -> str:
         data = bytes(body)
     else:
         data = json.dumps(
-            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default
         ).encode()
     h = hashlib.sha256(scope.encode())
     h.update(b"\0")
@@ -136,7 +123,7 @@ async def _run(conn: asyncpg.Connection, user_id: int, key: str, digest: str, wo
                 )
             return stored["response_status"], json.loads(stored["body"]), True
         status, result = await work(conn)
-        text = json.dumps(result, default=_default, ensure_ascii=False)
+        text = json.dumps(result, default=json_default, ensure_ascii=False)
         await conn.execute(
             """insert into idempotency_keys (user_id, key, request_sha256, response_status,
                    response_body)

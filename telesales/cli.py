@@ -8,6 +8,8 @@ import getpass
 import sys
 from types import SimpleNamespace
 
+import asyncpg
+
 from crm import campaigns as campaign_store
 from crm import users as user_store
 from crm.db import MigrationError
@@ -149,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MigrationError as e:
         print(f"telesales: cannot start: {e}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        where = "the embedded database" if not settings.database.url else "database.url"
+        print(f"telesales: cannot use {where}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -20,6 +20,10 @@ import phonenumbers
 CONFIG_DIR = Path(os.environ.get("TELESALES_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 
 
+# The columns a lead file can have (crm/lead_files.py maps header aliases onto these).
+LEAD_FIELDS = ("phone", "name", "company", "source", "notes", "email", "region", "tags", "priority")
+
+
 class SettingsError(ValueError):
     """A setting is unknown or has a value that cannot be used."""
 
@@ -93,6 +97,9 @@ def _check_ranges(s: dict[str, Any]) -> None:
         fail("crm.default_time_zone", f"unknown time zone {s['crm']['default_time_zone']!r}")
     if len(s["crm"]["default_currency"]) != 3:
         fail("crm.default_currency", "must be a 3-letter ISO 4217 code")
+    unknown = set(s["lead_import"]["required_fields"]) - set(LEAD_FIELDS)
+    if unknown:
+        fail("lead_import.required_fields", f"unknown fields {sorted(unknown)}; use any of {', '.join(LEAD_FIELDS)}")
     for key in ("session_max_age", "max_upload_mb"):
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")

@@ -12,10 +12,7 @@ OpenAPI document. The route-by-role test walks the same table.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from crm.errors import UserError
+from crm.json_values import json_default
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,20 +76,8 @@ class RouteTable:
         return self.add("DELETE", path, **kw)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)  # money stays exact on the wire
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if hasattr(value, "items"):  # asyncpg.Record
-        return dict(value.items())
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
 def dumps(data: Any) -> str:
-    return json.dumps(data, default=_default, ensure_ascii=False)
+    return json.dumps(data, default=json_default, ensure_ascii=False)
 
 
 def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:

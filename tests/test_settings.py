@@ -40,6 +40,7 @@ def test_list_settings_come_comma_separated_from_the_environment():
         ({"TELESALES_CRM_DEFAULT_REGION": "XX"}, "crm.default_region"),
         ({"TELESALES_CRM_DEFAULT_TIME_ZONE": "Mars/Olympus"}, "crm.default_time_zone"),
         ({"TELESALES_LOG_LEVEL": "LOUD"}, "log.level"),
+        ({"TELESALES_LEAD_IMPORT_REQUIRED_FIELDS": "phone,nmae"}, "lead_import.required_fields"),
     ],
 )
 def test_invalid_value_names_the_key(environ, key):

@@ -13,7 +13,7 @@ from aiohttp import web
 from crm import complaints
 from crm.errors import MissingFields, NotFound, UserError
 from telesales.app import CTX
-from telesales.routes.dispositions import run_idempotent
+from telesales.idempotent_requests import run_idempotent
 from telesales.web import (
     FLOOR,
     BadRequest,

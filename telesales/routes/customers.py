@@ -9,7 +9,7 @@ from crm import customers as customer_store
 from crm import dnc
 from crm.errors import MissingFields
 from telesales.app import CTX
-from telesales.routes.dispositions import run_idempotent
+from telesales.idempotent_requests import run_idempotent
 from telesales.web import (
     FLOOR,
     MANAGERS,

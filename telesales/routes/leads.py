@@ -9,7 +9,7 @@ from aiohttp import web
 
 from crm.lead_import import import_leads
 from telesales.app import CTX
-from telesales.routes.dispositions import run_idempotent
+from telesales.idempotent_requests import run_idempotent
 from telesales.web import MANAGERS, BadRequest, RouteTable, current_user, int_param
 
 routes = RouteTable()
