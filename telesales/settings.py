@@ -100,7 +100,7 @@ def _check_ranges(s: dict[str, Any]) -> None:
     unknown = set(s["lead_import"]["required_fields"]) - set(LEAD_FIELDS)
     if unknown:
         fail("lead_import.required_fields", f"unknown fields {sorted(unknown)}; use any of {', '.join(LEAD_FIELDS)}")
-    for key in ("session_max_age", "max_upload_mb"):
+    for key in ("session_max_age", "max_upload_mb", "login_max_failures", "login_lockout_minutes"):
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")
 

@@ -88,3 +88,16 @@ async def test_session_token_is_stored_hashed(client, login, app_ctx):
     cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["telesales_session"].value
     ids = [r["id"] for r in await app_ctx.pool.fetch("select id from web_sessions")]
     assert len(ids) == 1 and cookie not in ids
+
+
+async def test_repeated_wrong_passwords_lock_the_name_for_a_while(client, login, app_ctx):
+    app_ctx.settings.http.login_max_failures = 3
+    await login(client, "agent", "mallory")
+    for _ in range(3):
+        resp = await client.post("/api/v1/session", json={"username": "Mallory", "password": "guess"})
+        assert resp.status == 401
+    resp = await client.post("/api/v1/session", json={"username": "mallory", "password": "correct horse"})
+    assert resp.status == 429
+    assert "try again in 15 minutes" in (await resp.json())["message"]
+    page = await client.post("/login", data={"username": "mallory", "password": "correct horse"})
+    assert page.status == 401 and "Too many failed logins" in await page.text()

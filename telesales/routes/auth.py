@@ -10,6 +10,7 @@ from aiohttp_session import get_session, new_session
 
 from crm import audit
 from crm import users as user_store
+from crm.errors import UserError
 from telesales.app import CTX
 from telesales.passwords import verify_password
 from telesales.web import ALL_ROLES, PUBLIC, BadRequest, RouteTable, json_response, read_json
@@ -17,14 +18,33 @@ from telesales.web import ALL_ROLES, PUBLIC, BadRequest, RouteTable, json_respon
 routes = RouteTable()
 
 
+class TooManyFailures(UserError):
+    status = 429
+    error_id = "too_many_failed_logins"
+
+
+async def _check_not_locked(request: web.Request, username: str) -> None:
+    """Refuse a name with too many recent failures: stops password guessing, costs a user a wait."""
+    http = request.app[CTX].settings.http
+    failures = await request.app[CTX].pool.fetchval(
+        """select count(*) from audit_log where action = 'login_failed' and entity = 'user'
+               and entity_id = $1 and at > now() - make_interval(mins => $2)""",
+        username.lower(), http.login_lockout_minutes,
+    )
+    if failures >= http.login_max_failures:
+        raise TooManyFailures(f"too many failed logins for {username!r}; "
+                              f"try again in {http.login_lockout_minutes} minutes")
+
+
 async def _login(request: web.Request, username: str, password: str) -> dict | None:
     """Check the password; on success start a fresh session (new id, new CSRF token)."""
     pool = request.app[CTX].pool
+    await _check_not_locked(request, username)
     row = await user_store.find_by_username(pool, username) if username else None
     ok = verify_password(row["password_hash"] if row else None, password)
     if not ok or not row["active"]:
         async with pool.acquire() as conn:
-            await audit.record(conn, row["id"] if row else None, "login_failed", "user", username)
+            await audit.record(conn, row["id"] if row else None, "login_failed", "user", username.lower())
         return None
     session = await new_session(request)  # a new session id on login stops session fixation
     session["uid"] = row["id"]
@@ -76,10 +96,15 @@ def _safe_next(target: str | None) -> str:
 @routes.post("/login", roles=PUBLIC, csrf=False, summary="Login form post", tags=("pages",))
 async def login_form(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    user = await _login(request, str(form.get("username", "")), str(form.get("password", "")))
+    username = str(form.get("username", ""))
     target = _safe_next(str(form.get("next", "/")))
-    if user is None:
-        context = {"next": target, "error": "Wrong user name or password."}
+    try:
+        user = await _login(request, username, str(form.get("password", "")))
+        error = None if user else "Wrong user name or password."
+    except TooManyFailures as e:
+        error = e.message[0].upper() + e.message[1:] + "."
+    if error:
+        context = {"next": target, "error": error, "username": username}
         return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     raise web.HTTPFound(target)
 
