@@ -12,6 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
+from crm.json_values import json_default
+
 log = logging.getLogger("crm.db")
 
 # Any constant works; it only has to be the same in every process that migrates.
@@ -57,8 +59,11 @@ async def ensure_database(admin_url: str, name: str) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    def encode(value) -> str:
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(kind, encoder=encode, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect(url: str) -> asyncpg.Connection:

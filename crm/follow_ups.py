@@ -12,6 +12,13 @@ from crm.errors import IllegalTransition, MissingFields, NotFound, UserError
 
 STATUSES = ("open", "done", "missed", "cancelled")
 OWNERS = ("me", "anyone")
+PER_PAGE_MAX = 200
+PAGE_MAX = 1_000_000
+
+
+class NotYourFollowUp(UserError):
+    status = 403
+    error_id = "not_your_follow_up"
 
 
 def parse_due_at(value, *, now: dt.datetime, field: str = "due_at") -> dt.datetime:
@@ -82,21 +89,28 @@ async def close(
     status: str,
     *,
     user_id: int | None,
+    agent_id: int | None = None,
     now: dt.datetime | None = None,
 ) -> asyncpg.Record:
-    """Mark an open follow-up done, missed or cancelled."""
+    """Mark an open follow-up done, missed or cancelled. With agent_id, only one that agent
+    owns or that is anyone's (NotYourFollowUp otherwise)."""
     if status not in ("done", "missed", "cancelled"):
         raise UserError("status must be done, missed or cancelled", fields=["status"])
     async with conn.transaction():
-        current = await conn.fetchval(
-            "select status from follow_ups where id = $1 for update", follow_up_id
+        current = await conn.fetchrow(
+            "select status, owner_agent_id from follow_ups where id = $1 for update",
+            follow_up_id,
         )
         if current is None:
             raise NotFound(f"no follow-up {follow_up_id}")
-        if current != "open":
+        if agent_id is not None and current["owner_agent_id"] not in (None, agent_id):
+            raise NotYourFollowUp(
+                f"follow-up {follow_up_id} belongs to another agent; ask a supervisor"
+            )
+        if current["status"] != "open":
             raise IllegalTransition(
-                f"follow-up {follow_up_id} is already {current}",
-                from_state=current,
+                f"follow-up {follow_up_id} is already {current['status']}",
+                from_state=current["status"],
                 to_state=status,
             )
         row = await conn.fetchrow(
@@ -110,14 +124,94 @@ async def close(
         return row
 
 
-async def mark_missed(conn: asyncpg.Connection, *, older_than: dt.datetime) -> int:
-    """Open follow-ups due before `older_than` become missed; returns how many."""
-    result = await conn.execute(
-        """update follow_ups set status = 'missed', closed_at = now()
-           where status = 'open' and due_at < $1""",
-        older_than,
+async def mark_missed(conn: asyncpg.Connection, now: dt.datetime, grace_minutes: int) -> int:
+    """Open follow-ups whose due time plus grace_minutes has passed at `now` become missed
+    (closed at `now`, one audit row each, all in one statement); returns how many.
+    Meant to run on a schedule; running it twice changes nothing more."""
+    if isinstance(grace_minutes, bool) or not isinstance(grace_minutes, int) or grace_minutes < 0:
+        raise UserError("grace_minutes must be a whole number of minutes, 0 or more")
+    return await conn.fetchval(
+        """with missed as (
+               update follow_ups set status = 'missed', closed_at = $1
+               where status = 'open' and due_at + make_interval(mins => $2) < $1
+               returning id
+           ), logged as (
+               insert into audit_log (user_id, action, entity, entity_id, details)
+               select null, 'follow_up.missed', 'follow_up', id::text,
+                      jsonb_build_object('grace_minutes', $2::int)
+               from missed
+           )
+           select count(*) from missed""",
+        now,
+        grace_minutes,
     )
-    return int(result.split()[-1])
+
+
+async def list_follow_ups(
+    conn: asyncpg.Connection,
+    *,
+    user_id: int,
+    sees_all: bool,
+    status: str | None = None,
+    due_before: dt.datetime | None = None,
+    mine: bool = False,
+    page: int = 1,
+    per_page: int = 50,
+) -> dict:
+    """One page of follow-ups, soonest due first, with the customer's name and the number
+    to call. Without sees_all: the user's own and the unowned ("anyone") ones; mine: only
+    the user's own."""
+    if status is not None and status not in STATUSES:
+        raise UserError(f"status must be one of {', '.join(STATUSES)}", fields=["status"])
+    if due_before is not None and due_before.tzinfo is None:
+        raise UserError("due_before needs a UTC offset (e.g. +08:00 or Z)", fields=["due_before"])
+    if not 1 <= page <= PAGE_MAX:
+        raise UserError(f"page must be between 1 and {PAGE_MAX}", fields=["page"])
+    if not 1 <= per_page <= PER_PAGE_MAX:
+        raise UserError(f"per_page must be between 1 and {PER_PAGE_MAX}", fields=["per_page"])
+    args: list = []
+    where = []
+
+    def arg(value) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if mine:
+        where.append(f"f.owner_agent_id = {arg(user_id)}")
+    elif not sees_all:
+        where.append(f"(f.owner_agent_id = {arg(user_id)} or f.owner_agent_id is null)")
+    if status is not None:
+        where.append(f"f.status = {arg(status)}")
+    if due_before is not None:
+        where.append(f"f.due_at < {arg(due_before)}")
+    condition = " and ".join(where) or "true"
+    count_args = list(args)
+    window = f"limit {arg(per_page)} offset {arg((page - 1) * per_page)}"
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval(
+            f"select count(*) from follow_ups f where {condition}", *count_args
+        )
+        rows = await conn.fetch(
+            f"""select f.*, c.name as customer_name, u.username as owner_username,
+                       coalesce(l.phone, (select p.e164 from customer_phones p
+                                          where p.customer_id = f.customer_id
+                                          order by p.is_primary desc, p.created_at, p.e164
+                                          limit 1)) as phone
+                from follow_ups f
+                join customers c on c.id = f.customer_id
+                left join users u on u.id = f.owner_agent_id
+                left join leads l on l.id = f.lead_id
+                where {condition}
+                order by f.due_at, f.id
+                {window}""",
+            *args,
+        )
+    return {
+        "items": [dict(r.items()) for r in rows],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }
 
 
 async def due_for_agent(

@@ -1,15 +1,159 @@
-"""The customer's communication record: calls, notes, emails, surveys, orders, complaints."""
+"""The customer's communication record: calls, notes, emails, surveys, orders, complaints.
+
+Also the checks every free-text or JSON value from a client goes through before it
+reaches PostgreSQL, which refuses NUL characters (in text and in jsonb) and lone
+UTF-16 surrogates cannot be encoded at all: unchecked, either would be a 500.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 import asyncpg
 
-from crm.errors import UserError
+from crm.errors import MissingFields, NotFound, UserError
 
 KINDS = ("call", "note", "email", "sms", "survey", "order", "complaint")
+# What a person records by hand; the others are written by their own flows
+# (a call by the dialer, a survey by crm/surveys.py, an order by a wrap-up...).
+MANUAL_KINDS = ("note", "email", "sms")
+
+# Clocks of browsers and servers disagree by a little; a record from the future is a mistake.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+SUMMARY_MAX = 2000
+DETAILS_MAX_BYTES = 64 * 1024
+MANUAL_FIELDS = ("kind", "summary", "details", "occurred_at", "call_id")
+
+
+class InvalidValue(UserError):
+    error_id = "invalid_value"
+
+
+class UnknownFields(UserError):
+    error_id = "unknown_fields"
+
+
+def check_unknown(body: dict, allowed, *, what: str) -> None:
+    """422 naming every key of body that is not in allowed."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise UnknownFields(
+            f"unknown {what} fields: {', '.join(unknown)}", fields=unknown, allowed=list(allowed)
+        )
+
+
+def text_problem(value: str, max_len: int) -> str | None:
+    """Why text cannot be stored as it is, or None."""
+    if len(value) > max_len:
+        return f"must be at most {max_len} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text"
+    return None
+
+
+def check_text(value, field: str, *, max_len: int, required: bool = False) -> str:
+    """Stripped text, '' for null; 422 naming the field when it is not storable text."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{field} must be text", fields=[field])
+    value = value.strip()
+    if required and not value:
+        raise MissingFields(f"{field} is required", fields=[field])
+    problem = text_problem(value, max_len)
+    if problem:
+        raise InvalidValue(f"{field} {problem}", fields=[field])
+    return value
+
+
+def check_details(value, field: str = "details") -> dict:
+    """A JSON object small enough and clean enough for a jsonb column."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidValue(f"{field} must be a JSON object", fields=[field])
+    problem = text_problem(json.dumps(value, ensure_ascii=False), DETAILS_MAX_BYTES)
+    if problem is None and any("\x00" in text for text in _strings(value)):
+        problem = "must not contain NUL characters"  # jsonb refuses \u0000
+    if problem:
+        raise InvalidValue(f"{field} {problem}", fields=[field])
+    return value
+
+
+def _strings(value):
+    """Every key and string value inside a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def parse_time(value, field: str) -> dt.datetime | None:
+    """An ISO 8601 time with a UTC offset; None for null or ''."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        if not isinstance(value, str):
+            raise InvalidValue(
+                f"{field} must be a time like 2025-03-31T15:00:00+08:00", fields=[field]
+            )
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidValue(
+                f"{field} must be a time like 2025-03-31T15:00:00+08:00", fields=[field]
+            ) from None
+    if parsed.tzinfo is None:
+        raise InvalidValue(
+            f"{field} needs a UTC offset (e.g. +08:00 or Z): whose 15:00 is it?", fields=[field]
+        )
+    return parsed
+
+
+def parse_call_id(value, field: str = "call_id") -> uuid.UUID | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise InvalidValue(f"{field} must be a call id (a UUID)", fields=[field]) from None
+
+
+async def check_call_of_customer(
+    conn: asyncpg.Connection, call_id: uuid.UUID, customer_id: int, field: str = "call_id"
+) -> asyncpg.Record:
+    """The call, which must be one of this customer's calls."""
+    call = await conn.fetchrow("select id, customer_id, campaign_id from calls where id = $1", call_id)
+    if call is None:
+        raise InvalidValue(f"{field}: no call {call_id}", fields=[field])
+    if call["customer_id"] != customer_id:
+        raise InvalidValue(f"{field}: call {call_id} is not a call of customer {customer_id}", fields=[field])
+    return call
+
+
+async def lock_customer(conn: asyncpg.Connection, customer_id: int) -> None:
+    """404 for an unknown customer; otherwise hold the row (key share) until commit."""
+    found = await conn.fetchval("select 1 from customers where id = $1 for key share", customer_id)
+    if found is None:
+        raise NotFound(f"no customer {customer_id}", fields=["customer_id"])
 
 
 async def add(
@@ -39,6 +183,55 @@ async def add(
     )
 
 
+async def record_manual(
+    conn: asyncpg.Connection,
+    customer_id: int,
+    body: dict,
+    *,
+    user_id: int | None,
+    now: dt.datetime | None = None,
+) -> dict:
+    """A note, email or sms a person records: {kind, summary, details?, occurred_at?, call_id?}.
+    Checked, written, and answered as the stored entry."""
+    check_unknown(body, MANUAL_FIELDS, what="interaction")
+    kind = body.get("kind")
+    if kind is None or kind == "":
+        raise MissingFields("kind is required", fields=["kind"], valid_kinds=list(MANUAL_KINDS))
+    if kind not in MANUAL_KINDS:
+        raise InvalidValue(
+            f"kind must be one of {', '.join(MANUAL_KINDS)}",
+            fields=["kind"],
+            valid_kinds=list(MANUAL_KINDS),
+        )
+    summary = check_text(body.get("summary"), "summary", max_len=SUMMARY_MAX, required=True)
+    details = check_details(body.get("details"))
+    now = now or dt.datetime.now(dt.UTC)
+    occurred_at = parse_time(body.get("occurred_at"), "occurred_at") or now
+    if occurred_at > now + CLOCK_SKEW:
+        raise InvalidValue("occurred_at must not be in the future", fields=["occurred_at"])
+    call_id = parse_call_id(body.get("call_id"))
+    async with conn.transaction():
+        await lock_customer(conn, customer_id)
+        if call_id is not None:
+            await check_call_of_customer(conn, call_id, customer_id)
+        interaction_id = await add(
+            conn,
+            customer_id,
+            kind,
+            user_id=user_id,
+            call_id=call_id,
+            summary=summary,
+            details=details,
+            occurred_at=occurred_at,
+        )
+        row = await conn.fetchrow(
+            """select i.*, u.username from interactions i left join users u on u.id = i.user_id
+               where i.id = $1""",
+            interaction_id,
+        )
+        return dict(row.items())
+
+
 async def for_customer(
     conn: asyncpg.Connection, customer_id: int, *, limit: int | None = None
 ) -> list[asyncpg.Record]:
@@ -53,3 +246,39 @@ async def for_customer(
         limit,
     )
     return list(reversed(rows))
+
+
+async def page_for_customer(
+    conn: asyncpg.Connection,
+    customer_id: int,
+    *,
+    page: int,
+    per_page: int,
+    newest_first: bool = False,
+) -> dict:
+    """One page of the record in time order (oldest first unless newest_first); 404 for an
+    unknown customer. (occurred_at, id) is a total order, so pages neither skip nor repeat;
+    one snapshot, so the total agrees with the page."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        if await conn.fetchval("select 1 from customers where id = $1", customer_id) is None:
+            raise NotFound(f"no customer {customer_id}", fields=["customer_id"])
+        total = await conn.fetchval(
+            "select count(*) from interactions where customer_id = $1", customer_id
+        )
+        direction = "desc" if newest_first else "asc"
+        rows = await conn.fetch(
+            f"""select i.*, u.username
+                from interactions i left join users u on u.id = i.user_id
+                where i.customer_id = $1
+                order by i.occurred_at {direction}, i.id {direction}
+                limit $2 offset $3""",
+            customer_id,
+            per_page,
+            (page - 1) * per_page,
+        )
+    return {
+        "items": [dict(r.items()) for r in rows],
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+    }

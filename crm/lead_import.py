@@ -435,7 +435,7 @@ async def _record(conn, summary: ImportSummary, file_name: str, campaign_id: int
     )
     details = {"import_id": summary.import_id, "file_name": file_name, "imported": counts[0],
                "duplicates": counts[1], "rejected": counts[2]}
-    await audit.record(conn, imported_by, "import_leads", "campaign", campaign_id, details)
+    await audit.record(conn, imported_by, "campaign.import_leads", "campaign", campaign_id, details)
 
 
 def _count(status: str) -> int:

@@ -23,6 +23,7 @@ REQUIRED = (
 OPTIONAL = ("currency",)
 STATUSES = ("confirmed", "delivered", "cancelled")
 TRANSITIONS = {"confirmed": {"delivered", "cancelled"}, "delivered": set(), "cancelled": set()}
+REASON_MAX = 2000
 
 # The column types: numeric(12, 3) and numeric(14, 2).
 _QUANTITY_MAX = Decimal("1e9")
@@ -189,33 +190,75 @@ async def set_status(
     status: str,
     *,
     user_id: int | None,
+    reason: str | None = None,
     now: dt.datetime | None = None,
 ) -> asyncpg.Record:
+    """confirmed -> delivered, or confirmed -> cancelled with a reason; anything else is an
+    IllegalTransition. The change is an audit row and an 'order' entry on the customer's
+    record (which carries the reason)."""
     if status not in STATUSES:
         raise UserError(f"status must be one of {', '.join(STATUSES)}", fields=["status"])
-    async with conn.transaction():
-        current = await conn.fetchval(
-            "select status from orders where id = $1 for update", order_id
+    if reason is not None and not isinstance(reason, str):
+        raise UserError("reason must be text", fields=["reason"])
+    reason = (reason or "").strip()
+    if status == "cancelled" and not reason:
+        raise MissingFields("cancelling an order needs a reason", fields=["reason"])
+    if len(reason) > REASON_MAX or "\x00" in reason:
+        raise UserError(
+            f"reason must be at most {REASON_MAX} characters, without NUL characters",
+            fields=["reason"],
         )
+    try:
+        reason.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("reason is not valid Unicode text", fields=["reason"]) from None
+    now = now or dt.datetime.now(dt.UTC)
+    async with conn.transaction():
+        current = await conn.fetchrow("select * from orders where id = $1 for update", order_id)
         if current is None:
             raise NotFound(f"no order {order_id}")
-        if status not in TRANSITIONS[current]:
+        if status not in TRANSITIONS[current["status"]]:
+            allowed = sorted(TRANSITIONS[current["status"]])
             raise IllegalTransition(
-                f"an order cannot go from {current} to {status}",
-                from_state=current,
+                f"an order cannot go from {current['status']} to {status}"
+                + (f"; it can go to {', '.join(allowed)}" if allowed else "; that status is final"),
+                from_state=current["status"],
                 to_state=status,
+                allowed=allowed,
             )
         row = await conn.fetchrow(
-            """update orders set status = $2, updated_at = coalesce($3, now())
-               where id = $1 returning *""",
+            "update orders set status = $2, updated_at = $3 where id = $1 returning *",
             order_id,
             status,
             now,
         )
-        await audit.record(
-            conn, user_id, "order.status", "order", order_id, {"from": current, "to": status}
+        change = {"from": current["status"], "to": status}
+        if reason:
+            change["reason"] = reason
+        await audit.record(conn, user_id, "order.status", "order", order_id, change)
+        await interactions.add(
+            conn,
+            current["customer_id"],
+            "order",
+            user_id=user_id,
+            occurred_at=now,
+            summary=f"Order {order_id} ({current['product']}) {status}"
+            + (f": {reason}" if reason else ""),
+            details={"order_id": order_id, **change},
         )
         return row
+
+
+async def for_customer(conn: asyncpg.Connection, customer_id: int) -> list[asyncpg.Record]:
+    """The customer's orders, newest first, with the agent who took each."""
+    if not await conn.fetchval("select 1 from customers where id = $1", customer_id):
+        raise NotFound(f"no customer {customer_id}")
+    return await conn.fetch(
+        """select o.*, u.username as agent_username
+           from orders o left join users u on u.id = o.agent_id
+           where o.customer_id = $1 order by o.created_at desc, o.id desc""",
+        customer_id,
+    )
 
 
 async def get_order(conn: asyncpg.Connection, order_id: int) -> asyncpg.Record:

@@ -36,7 +36,10 @@ ROUTE_MODULES = (
     "telesales.routes.campaigns",
     "telesales.routes.dispositions",
     "telesales.routes.customers",
+    "telesales.routes.audit",
     "telesales.routes.complaints",
+    "telesales.routes.follow_ups",
+    "telesales.routes.orders",
     "telesales.routes.leads",
     "telesales.routes.openapi",
 )

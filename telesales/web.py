@@ -94,17 +94,22 @@ async def read_json(request: web.Request) -> dict:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
 
 
+BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigint
+
+
 def int_param(request: web.Request, name: str) -> int:
+    """A numeric id from the path, or a 400 (not a 500 from the database) naming it."""
     value = request.match_info[name]
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {value!r}", fields=[name]) from None
+    if not value.isascii() or not value.isdigit() or int(value) > BIGINT_MAX:
+        raise BadRequest(f"{name} must be a whole number id, got {value!r}", fields=[name])
+    return int(value)
 
 
 class BadRequest(UserError):

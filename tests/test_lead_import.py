@@ -36,7 +36,7 @@ async def _counts(conn) -> dict[str, int]:
     tables = ("customers", "customer_phones", "leads", "lead_imports")
     counts = {t: await conn.fetchval(f"select count(*) from {t}") for t in tables}
     counts["audit"] = await conn.fetchval(
-        "select count(*) from audit_log where action = 'import_leads'")
+        "select count(*) from audit_log where action = 'campaign.import_leads'")
     return counts
 
 
@@ -123,7 +123,7 @@ async def test_gbk_csv_with_chinese_headers_imports_valid_rows_and_rejects_bad_o
     assert (record["imported"], record["duplicates"], record["rejected"]) == (4, 2, 6)
     assert {lead["import_id"] for p, lead in leads.items() if p != "+8613300005555"} == {
         record["id"]}
-    audit = await conn.fetchrow("select * from audit_log where action = 'import_leads'")
+    audit = await conn.fetchrow("select * from audit_log where action = 'campaign.import_leads'")
     assert (audit["entity"], audit["entity_id"]) == ("campaign", str(campaign))
     assert audit["details"]["imported"] == 4
 

@@ -98,3 +98,18 @@ async def test_agents_may_not_import(client, login, app_ctx):
     resp = await client.post(_url(campaign), data=csv_bytes(ROWS),
                              headers={"X-CSRF-Token": user["csrf_token"]})
     assert resp.status == 403
+
+
+async def test_multipart_file_over_the_upload_limit_is_413_and_imports_nothing(client, login, app_ctx):
+    app_ctx.settings.http.max_upload_mb = 1
+    user = await login(client, "admin")
+    campaign = await _campaign(app_ctx)
+    rows = [["phone"]] + [[f"1380013{i:04d}"] for i in range(10000)] * 10  # ~1.3 MB
+    form = aiohttp.FormData()
+    form.add_field("file", csv_bytes(rows), filename="big.csv", content_type="text/csv")
+
+    resp = await client.post(_url(campaign), data=form, headers={"X-CSRF-Token": user["csrf_token"]})
+
+    assert resp.status == 413 and (await resp.json())["error"] == "file_too_large"
+    async with app_ctx.pool.acquire() as c:
+        assert await c.fetchval("select count(*) from leads") == 0

@@ -27,7 +27,7 @@ async def _check_not_locked(request: web.Request, username: str) -> None:
     """Refuse a name with too many recent failures: stops password guessing, costs a user a wait."""
     http = request.app[CTX].settings.http
     failures = await request.app[CTX].pool.fetchval(
-        """select count(*) from audit_log where action = 'login_failed' and entity = 'user'
+        """select count(*) from audit_log where action = 'user.login_failed' and entity = 'user'
                and entity_id = $1 and at > now() - make_interval(mins => $2)""",
         username.lower(), http.login_lockout_minutes,
     )
@@ -44,14 +44,14 @@ async def _login(request: web.Request, username: str, password: str) -> dict | N
     ok = verify_password(row["password_hash"] if row else None, password)
     if not ok or not row["active"]:
         async with pool.acquire() as conn:
-            await audit.record(conn, row["id"] if row else None, "login_failed", "user", username.lower())
+            await audit.record(conn, row["id"] if row else None, "user.login_failed", "user", username.lower())
         return None
     session = await new_session(request)  # a new session id on login stops session fixation
     session["uid"] = row["id"]
     session["csrf"] = secrets.token_urlsafe(24)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("update users set last_login_at = now() where id = $1", row["id"])
-        await audit.record(conn, row["id"], "login", "user", str(row["id"]))
+        await audit.record(conn, row["id"], "user.login", "user", row["id"])
     return {"id": row["id"], "username": row["username"], "role": row["role"],
             "display_name": row["display_name"], "csrf_token": session["csrf"]}
 

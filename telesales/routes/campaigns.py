@@ -52,5 +52,5 @@ async def create_campaign(request: web.Request) -> web.Response:
     name = str(body.pop("name", ""))
     async with request.app[CTX].pool.acquire() as conn, conn.transaction():
         row = await campaign_store.create_campaign(conn, name, **_parse_times(body))
-        await audit.record(conn, current_user(request)["id"], "create", "campaign", str(row["id"]))
+        await audit.record(conn, current_user(request)["id"], "campaign.create", "campaign", row["id"])
     return json_response(dict(row.items()), status=201)

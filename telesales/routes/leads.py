@@ -10,6 +10,7 @@ from aiohttp import web
 from crm.lead_import import import_leads
 from telesales.app import CTX
 from telesales.idempotent_requests import run_idempotent
+from telesales.uploads import read_part
 from telesales.web import MANAGERS, BadRequest, RouteTable, current_user, int_param
 
 routes = RouteTable()
@@ -27,7 +28,7 @@ async def _upload(request: web.Request) -> tuple[bytes, dict[str, str]]:
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if part.name == "file":
-            data = bytes(await part.read())
+            data = await read_part(part, request.app[CTX].settings.http.max_upload_mb * 1024 * 1024)
             if part.filename:
                 # aiohttp clients percent-encode non-ASCII names, browsers only `"` and newlines
                 options.setdefault("file_name", urllib.parse.unquote(part.filename))

@@ -34,7 +34,7 @@ async def create_user(request: web.Request) -> web.Response:
             display_name=str(body.get("display_name", "")), team=body.get("team"),
             sip_uri=body.get("sip_uri"), skills=body.get("skills") or [],
         )
-        await audit.record(conn, current_user(request)["id"], "create", "user", str(user["id"]))
+        await audit.record(conn, current_user(request)["id"], "user.create", "user", user["id"])
     result = dict(user.items())
     if not body.get("password"):
         result["password"] = password  # shown once
