@@ -7,7 +7,7 @@ import re
 
 import asyncpg
 
-from crm.interactions import InvalidValue, check_text, parse_time
+from crm.fields import InvalidValue, check_text, parse_time
 
 
 async def record(

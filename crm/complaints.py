@@ -25,6 +25,7 @@ import asyncpg
 
 from crm import audit, interactions
 from crm.errors import IllegalTransition, MissingFields, NotFound, UserError
+from crm.fields import text_problem
 
 STATES = ("new", "assigned", "in_progress", "resolved", "confirmed_by_customer", "reopened")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -73,20 +74,6 @@ class EvidenceMissing(EvidenceUnavailable):
 
 class EvidenceDamaged(EvidenceUnavailable):
     error_id = "evidence_damaged"
-
-
-def text_problem(value: str, max_len: int) -> str | None:
-    """Why text cannot be stored: PostgreSQL refuses NUL characters, and lone surrogates
-    cannot be encoded at all; either would otherwise end as a 500."""
-    if len(value) > max_len:
-        return f"must be at most {max_len} characters"
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode text"
-    return None
 
 
 def validate_complaint(

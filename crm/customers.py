@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import zoneinfo
 from functools import cache
@@ -14,8 +13,7 @@ import phonenumbers
 from crm import audit
 from crm import interactions as interaction_store
 from crm.errors import Conflict, MissingFields, NotFound, UserError
-from crm.interactions import InvalidValue, check_text, check_unknown, text_problem
-from crm.json_values import json_default
+from crm.fields import InvalidValue, check_text, check_unknown, text_problem
 from crm.phones import to_e164
 
 SETTABLE = (
@@ -75,11 +73,6 @@ def normalise_phone(raw, region: str, *, field: str = "phone") -> str:
 def _time_zones() -> frozenset[str]:
     # "localtime" and "Factory" are files in the zoneinfo folder, not places.
     return frozenset(zoneinfo.available_timezones() - {"localtime", "Factory"})
-
-
-def _jsonable(value):
-    """A value as it reads back from JSON (audit details go to jsonb with plain json.dumps)."""
-    return json.loads(json.dumps(value, default=json_default, ensure_ascii=False))
 
 
 def _check_fields(fields: dict, source_channels: list[str] | None) -> dict:
@@ -348,7 +341,7 @@ async def create_customer(
             "customer",
             customer_id,
             {
-                "fields": _jsonable({k: v for k, v in clean.items() if v not in (None, "", [])}),
+                "fields": {k: v for k, v in clean.items() if v not in (None, "", [])},
                 "phones": [p["e164"] for p in phone_rows],
             },
         )
@@ -442,7 +435,7 @@ async def update_customer(
         if diffs or phone_changes:
             details: dict = {}
             if diffs:
-                details["changes"] = _jsonable(
+                details["changes"] = (
                     {k: {"old": current[k], "new": v} for k, v in diffs.items()}
                 )
             if phone_changes:

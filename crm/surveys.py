@@ -9,7 +9,7 @@ import asyncpg
 
 from crm import interactions
 from crm.errors import MissingFields, UserError
-from crm.interactions import InvalidValue, check_text, check_unknown, parse_call_id
+from crm.fields import InvalidValue, check_text, check_unknown, parse_call_id
 
 SURVEY_FIELDS = ("survey", "call_id", "answers")
 ANSWER_FIELDS = ("question", "answer", "score")
