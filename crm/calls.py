@@ -132,3 +132,62 @@ async def get_call(conn: asyncpg.Connection, call_id: uuid.UUID | str) -> asyncp
     if row is None:
         raise NotFound(f"no call {call_id}")
     return row
+
+
+RECORDING_STATES = ("none", "recording", "complete", "repaired", "failed_storage")
+
+
+async def mark_call_progress(
+    conn: asyncpg.Connection,
+    call_id: uuid.UUID | str,
+    *,
+    sip_call_id: str | None = None,
+    ringing_at: dt.datetime | None = None,
+    answered_at: dt.datetime | None = None,
+) -> asyncpg.Record | None:
+    """Fill SIP Call-ID, ringing and answer times as the telephony layer reports them.
+
+    Each is kept once set (the first 180 is the ringing time, re-INVITEs do not move
+    the answer); an ended call is left alone. Returns the row, or None when it has ended."""
+    return await conn.fetchrow(
+        """update calls set sip_call_id = coalesce(sip_call_id, $2),
+               ringing_at = coalesce(ringing_at, $3),
+               answered_at = coalesce(answered_at, $4)
+           where id = $1 and ended_at is null returning *""",
+        parse_call_id(call_id),
+        sip_call_id,
+        ringing_at,
+        answered_at,
+    )
+
+
+async def set_recording(
+    conn: asyncpg.Connection,
+    call_id: uuid.UUID | str,
+    *,
+    state: str,
+    path: str | None = None,
+    sha256: str | None = None,
+) -> asyncpg.Record:
+    """Record where a call's recording is and what became of it (the call may have ended)."""
+    if state not in RECORDING_STATES:
+        raise UserError(f"recording_state must be one of {', '.join(RECORDING_STATES)}", fields=["recording_state"])
+    row = await conn.fetchrow(
+        """update calls set recording_state = $2, recording_path = coalesce($3, recording_path),
+               recording_sha256 = coalesce($4, recording_sha256)
+           where id = $1 returning *""",
+        parse_call_id(call_id),
+        state,
+        path,
+        sha256,
+    )
+    if row is None:
+        raise NotFound(f"no call {call_id}")
+    return row
+
+
+async def calls_recording(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Calls whose recording was never closed: after a crash these need their WAV repaired."""
+    return await conn.fetch(
+        "select id, recording_path, ended_at from calls where recording_state = 'recording' order by created_at"
+    )

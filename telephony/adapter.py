@@ -1,0 +1,167 @@
+"""Every pjsua2 subclass lives here: the camelCase callbacks copy what they need and hand it on.
+
+SWIG swallows exceptions raised inside a callback, so each body is wrapped and
+the error is passed to the owner (which logs it and emits a SeatError event).
+The owner objects are plain Python (telephony/seat.py, telephony/sim.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pjsua2 as pj
+
+from telephony.frames import FRAME_MS, SAMPLE_RATE
+from telephony.quality import CallQuality, call_quality
+
+log = logging.getLogger("telephony.pjsip")
+
+# pjsip levels: 1 error, 2 warning, 3 info, 4+ debug/trace.
+_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+
+class CallOwner(Protocol):
+    def on_call_state(self, call: SeatCall) -> None: ...
+    def on_media_state(self, call: SeatCall) -> None: ...
+    def on_dtmf(self, call: SeatCall, digit: str) -> None: ...
+    def on_transfer_status(self, call: SeatCall, code: int, final: bool) -> None: ...
+    def on_incoming_call(self, account: SeatAccount, pj_call_id: int, source: str) -> None: ...
+    def on_transfer_request(self, call: SeatCall, target: str) -> SeatCall | None: ...
+    def on_stream_destroyed(self, call: SeatCall, stream_index: int) -> None: ...
+    def callback_error(self, where: str, error: BaseException, call: SeatCall | None = None) -> None: ...
+
+
+class LogSink(pj.LogWriter):
+    """Routes pjsip's log lines to the `telephony.pjsip` logger instead of stdout."""
+
+    def write(self, entry: Any) -> None:
+        try:
+            log.log(_LEVELS.get(entry.level, logging.DEBUG), entry.msg.rstrip())
+        except Exception:  # noqa: BLE001 - a log line must never take the seat down
+            pass
+
+
+class SeatAccount(pj.Account):
+    def __init__(self, owner: CallOwner) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+        try:
+            self.owner.on_incoming_call(self, prm.callId, prm.rdata.srcAddress)
+        except Exception as e:  # noqa: BLE001
+            self.owner.callback_error("onIncomingCall", e)
+
+    def onIncomingSubscribe(self, prm: Any) -> None:  # noqa: N802
+        # No presence: refuse every SUBSCRIBE (pjsua would accept it by default).
+        prm.code = 403
+
+
+class SeatCall(pj.Call):
+    """A pjsua2 call tagged with our call id (the UUID that names the call row and recording)."""
+
+    def __init__(self, account: SeatAccount, owner: CallOwner, call_id: str, pj_call_id: int = pj.PJSUA_INVALID_ID):
+        super().__init__(account, pj_call_id)
+        self.owner = owner
+        self.call_id = call_id
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802
+        self._guard("onCallState", self.owner.on_call_state)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        self._guard("onCallMediaState", self.owner.on_media_state)
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        self._guard("onDtmfDigit", lambda call: self.owner.on_dtmf(call, prm.digit))
+
+    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        code, final = prm.statusCode, prm.finalNotify
+        self._guard("onCallTransferStatus", lambda call: self.owner.on_transfer_status(call, code, final))
+
+    def onStreamDestroyed(self, prm: Any) -> None:  # noqa: N802
+        # The last moment the stream's RTCP statistics can be read.
+        index = prm.streamIdx
+        self._guard("onStreamDestroyed", lambda call: self.owner.on_stream_destroyed(call, index))
+
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+        # Our own Call object for the new leg, or pjsua2 would make an anonymous one we cannot track.
+        try:
+            new_call = self.owner.on_transfer_request(self, prm.dstUri)
+            if new_call is None:
+                prm.statusCode = 603
+            else:
+                prm.newCall = new_call
+        except Exception as e:  # noqa: BLE001
+            prm.statusCode = 500
+            self.owner.callback_error("onCallTransferRequest", e, self)
+
+    def _guard(self, where: str, fn: Callable[[SeatCall], None]) -> None:
+        try:
+            fn(self)
+        except Exception as e:  # noqa: BLE001
+            self.owner.callback_error(where, e, self)
+
+
+def stream_quality(call: pj.Call, stream_index: int) -> CallQuality:
+    stat = call.getStreamStat(stream_index)  # keep the parent alive while reading its members
+    rtcp = stat.rtcp
+    rx = rtcp.rxStat
+    return call_quality(rx.pkt, rx.loss, rx.jitterUsec.mean, rtcp.rttUsec.mean)
+
+
+def audio_format() -> Any:
+    fmt = pj.MediaFormatAudio()
+    fmt.type = pj.PJMEDIA_TYPE_AUDIO
+    fmt.clockRate = SAMPLE_RATE
+    fmt.channelCount = 1
+    fmt.bitsPerSample = 16
+    fmt.frameTimeUsec = FRAME_MS * 1000
+    return fmt
+
+
+def _vector_bytes_fast(vec: Any) -> bytes:
+    # libstdc++ lays a std::vector out as three pointers: begin, end, end of storage.
+    begin, end = ctypes.cast(int(vec.this), ctypes.POINTER(ctypes.c_void_p))[0:2]
+    return ctypes.string_at(begin, end - begin) if begin and end and end > begin else b""
+
+
+def _fast_copy_works() -> bool:
+    probe = pj.ByteVector()
+    for i in range(7):
+        probe.append(i + 1)
+    try:
+        return _vector_bytes_fast(probe) == bytes(probe)
+    except (ValueError, TypeError, OSError):
+        return False
+
+
+# bytes(ByteVector) walks SWIG's iterator element by element: ~0.9 ms per 640-byte frame,
+# about 9% of a core per recorded call. Reading the vector's buffer directly takes ~4 us;
+# it is checked once against the slow path and not used if the layout differs.
+vector_bytes: Callable[[Any], bytes] = _vector_bytes_fast if _fast_copy_works() else bytes
+
+
+class FrameTap(pj.AudioMediaPort):
+    """A bridge port that receives the mix sent to it, one 20 ms frame per bridge tick.
+
+    Runs on the bridge clock thread: it copies the frame into bytes, hands it on
+    and returns; the seat loop writes it.
+    """
+
+    def __init__(self, name: str, sink: Callable[[Any], None]) -> None:
+        super().__init__()
+        self.sink = sink
+        self.createPort(name, audio_format())
+
+    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+        try:
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+                self.sink(vector_bytes(frame.buf))
+            else:
+                # An idle bridge tick still counts: it keeps the two channels aligned.
+                self.sink(None)
+        except Exception:  # noqa: BLE001 - never raise into the bridge thread
+            log.exception("frame tap %s", self)

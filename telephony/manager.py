@@ -1,0 +1,194 @@
+"""Starts one process per seat, watches them, restarts a seat that dies.
+
+A dead seat is seen at once: its socket hits EOF when the kernel closes the
+process's descriptors, and the process's exit is awaited too (whichever
+comes first). The calls it held are reported in a SeatCrashed event (with the
+recordings that were open, so the service can repair them) and the seat is
+started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from telephony import events as ev
+from telephony.client import SeatClient, SeatUnavailable
+from telephony.config import SeatConfig
+
+log = logging.getLogger("telephony.manager")
+
+
+class SeatStartError(Exception):
+    """A seat process exited or stayed silent before it was ready."""
+
+
+@dataclass
+class _Seat:
+    cfg: SeatConfig
+    proc: asyncio.subprocess.Process | None = None
+    client: SeatClient | None = None
+    calls: dict[str, str | None] = field(default_factory=dict)  # call id -> open recording path
+    restarts: int = 0
+
+
+class SeatManager:
+    def __init__(
+        self,
+        configs: list[SeatConfig],
+        *,
+        start_timeout: float = 20.0,
+        command_timeout: float = 5.0,
+        restart_delay: float = 0.2,
+    ) -> None:
+        self._seats = {cfg.name: _Seat(cfg) for cfg in configs}
+        self.start_timeout = start_timeout
+        self.command_timeout = command_timeout
+        self.restart_delay = restart_delay
+        self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._watchers: list[asyncio.Task] = []
+        self._stopping = False
+
+    # --- public --------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._spawn(seat) for seat in self._seats.values()))
+        self._watchers = [
+            asyncio.create_task(self._watch(seat), name=f"seat-{name}-watch") for name, seat in self._seats.items()
+        ]
+
+    def seat(self, name: str) -> SeatClient:
+        """The client of a running seat; SeatUnavailable while it is down or restarting."""
+        seat = self._seats.get(name)
+        if seat is None:
+            raise SeatUnavailable(f"no seat named {name!r}")
+        if seat.client is None or seat.client.closed.is_set():
+            raise SeatUnavailable(f"seat {name} is restarting")
+        return seat.client
+
+    def pid(self, name: str) -> int | None:
+        proc = self._seats[name].proc
+        return proc.pid if proc else None
+
+    def restarts(self, name: str) -> int:
+        return self._seats[name].restarts
+
+    async def events(self) -> AsyncIterator[ev.Event]:
+        """All seats' events in arrival order, plus SeatCrashed from the manager.
+
+        One consumer (the service's seat task): two readers would split the events between them.
+        """
+        while True:
+            yield await self._events.get()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        for task in self._watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(self._stop_seat(seat) for seat in self._seats.values()))
+
+    # --- processes -------------------------------------------------------------
+
+    async def _spawn(self, seat: _Seat) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            seat.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()), "--config", seat.cfg.to_json(),
+                pass_fds=[child.fileno()], stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        seat.client = SeatClient(seat.cfg.name, reader, writer, self.command_timeout)
+        seat.calls.clear()
+        try:
+            await asyncio.wait_for(self._until_ready(seat), self.start_timeout)
+        except TimeoutError:
+            await self._stop_seat(seat)
+            raise SeatStartError(f"seat {seat.cfg.name} not ready within {self.start_timeout}s") from None
+
+    async def _until_ready(self, seat: _Seat) -> None:
+        """Consume events up to SeatReady; the forwarder takes over from there."""
+        stream = seat.client.events()
+        async for event in stream:
+            self._track(seat, event)
+            self._events.put_nowait(event)
+            if isinstance(event, ev.SeatReady):
+                return
+        code = await seat.proc.wait()
+        raise SeatStartError(f"seat {seat.cfg.name} exited with {code} before it was ready")
+
+    async def _watch(self, seat: _Seat) -> None:
+        while not self._stopping:
+            await self._forward(seat)
+            if self._stopping:
+                return
+            await self._crashed(seat)
+            await self._restart(seat)
+
+    async def _forward(self, seat: _Seat) -> None:
+        async for event in seat.client.events():
+            self._track(seat, event)
+            self._events.put_nowait(event)
+
+    def _track(self, seat: _Seat, event: ev.Event) -> None:
+        if isinstance(event, ev.CallStarted):
+            seat.calls[event.call_id] = None
+        elif isinstance(event, ev.RecordingStarted) and event.call_id in seat.calls:
+            seat.calls[event.call_id] = event.path
+        elif isinstance(event, ev.RecordingClosed) and event.call_id in seat.calls:
+            seat.calls[event.call_id] = None
+        elif isinstance(event, ev.CallEnded):
+            seat.calls.pop(event.call_id, None)
+
+    async def _crashed(self, seat: _Seat) -> None:
+        """The socket closed: report the calls it held, then make sure the process is gone."""
+        calls = dict(seat.calls)
+        seat.calls.clear()
+        with contextlib.suppress(TimeoutError):
+            # EOF usually comes with the exit; wait briefly only to report the exit code.
+            await asyncio.wait_for(seat.proc.wait(), 0.3)
+        code = seat.proc.returncode
+        log.error("seat %s died (exit %s) with %d call(s) up", seat.cfg.name, code, len(calls))
+        self._events.put_nowait(ev.SeatCrashed(
+            seat.cfg.name, tuple(calls), code, tuple(path for path in calls.values() if path),
+        ))
+        await self._stop_seat(seat)
+
+    async def _restart(self, seat: _Seat) -> None:
+        delay = self.restart_delay
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            try:
+                await self._spawn(seat)
+                seat.restarts += 1
+                return
+            except (SeatStartError, OSError) as e:
+                log.error("seat %s restart failed: %s", seat.cfg.name, e)
+                delay = min(delay * 2, 5.0)
+
+    async def _stop_seat(self, seat: _Seat) -> None:
+        """Ask politely (shutdown hangs up and closes recordings), then SIGKILL after a grace period."""
+        proc, client = seat.proc, seat.client
+        if client is not None and not client.closed.is_set():
+            with contextlib.suppress(SeatUnavailable):
+                await client.request("shutdown", timeout=2.0)
+        if proc is not None and proc.returncode is None:
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if client is not None:
+            await client.aclose()

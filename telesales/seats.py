@@ -1,0 +1,194 @@
+"""The service side of telephony: builds the seats from settings and writes call rows from their events.
+
+telephony/ knows nothing of the store; this module is the one place that turns
+seat events into crm.calls updates, in arrival order, on one task it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import asyncpg
+
+from crm import calls as call_store
+from crm.errors import Conflict, NotFound
+from telephony import events as ev
+from telephony.client import SeatUnavailable
+from telephony.config import AccountConfig, SeatConfig
+from telephony.line_test import LineTestResult, run_line_test
+from telephony.manager import SeatManager
+from telephony.protocol import CommandError
+from telephony.recording import repair_wav, sha256_file
+from telesales.settings import SettingsError
+
+log = logging.getLogger("telesales.seats")
+
+
+def seat_configs(settings: SimpleNamespace) -> list[SeatConfig]:
+    """One SeatConfig per seat from settings.telephony; a bad value raises SettingsError naming the key."""
+    t = settings.telephony
+    if t.seats < 0:
+        raise SettingsError("telephony.seats: must be 0 or more")
+    for key in ("sip_base_port", "rtp_base_port"):
+        if not 0 <= getattr(t, key) <= 65535:
+            raise SettingsError(f"telephony.{key}: must be a port number")
+    account = AccountConfig(t.registrar, t.username, t.password, t.realm, t.outbound_proxy)
+    try:
+        return [
+            SeatConfig(
+                name=f"seat{n + 1}",
+                sip_port=t.sip_base_port + n,
+                recordings_dir=str(Path(settings.data_dir) / "recordings"),
+                bind_address=t.bind_address,
+                public_address=t.public_address,
+                transport=t.transport,
+                stun_servers=tuple(t.stun_servers),
+                account=account,
+                codecs=tuple(t.codecs),
+                allowed_peers=tuple(t.allowed_peers),
+                inbound_numbers=tuple(t.inbound_numbers),
+                rtp_port=t.rtp_base_port + n * t.rtp_ports_per_seat if t.rtp_base_port else 0,
+                rtp_port_range=t.rtp_ports_per_seat if t.rtp_base_port else 0,
+                ring_timeout_seconds=t.ring_timeout_seconds,
+                pjsip_log_level=t.pjsip_log_level,
+            )
+            for n in range(t.seats)
+        ]
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+
+def _at(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+class SeatService:
+    def __init__(self, manager: SeatManager, pool: asyncpg.Pool, data_dir: Path) -> None:
+        self.manager = manager
+        self.pool = pool
+        self.data_dir = Path(data_dir)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.recover_interrupted_recordings()
+        await self.manager.start()
+        self._task = asyncio.create_task(self._consume(), name="seat-events")
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def dial(self, seat: str, to_uri: str, *, agent_id: int | None = None, lead_id: int | None = None,
+                   customer_id: int | None = None, campaign_id: int | None = None, to_number: str | None = None,
+                   ring_timeout: float | None = None) -> uuid.UUID:
+        """Write the call row, then place the call under the row's id (which also names the recording)."""
+        client = self.manager.seat(seat)
+        async with self.pool.acquire() as conn:
+            row = await call_store.create_call(
+                conn, direction="outbound", agent_id=agent_id, lead_id=lead_id, customer_id=customer_id,
+                campaign_id=campaign_id, to_number=to_number, seat=seat,
+            )
+        try:
+            await client.dial(to_uri, call_id=str(row["id"]), ring_timeout=ring_timeout)
+        except (CommandError, SeatUnavailable):
+            async with self.pool.acquire() as conn:
+                await call_store.end_call(conn, row["id"], hangup_side="system", hangup_cause="dial_failed")
+            raise
+        return row["id"]
+
+    # --- events -> rows ----------------------------------------------------------
+
+    async def _consume(self) -> None:
+        async for event in self.manager.events():
+            log.info(type(event).__name__, extra={"seat": event.seat, "call_id": getattr(event, "call_id", None)})
+            try:
+                await self.apply(event)
+            except (NotFound, Conflict) as e:
+                # A call placed without the service (line test) or already closed: nothing to write.
+                log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})
+            except Exception:  # noqa: BLE001 - one bad event must not stop the call records
+                log.exception("cannot apply seat event %s", type(event).__name__, extra={"seat": event.seat})
+
+    async def apply(self, event: ev.Event) -> None:
+        async with self.pool.acquire() as conn:
+            match event:
+                case ev.CallStarted(direction="outbound"):
+                    await call_store.mark_call_progress(conn, event.call_id, sip_call_id=event.sip_call_id)
+                case ev.CallRinging():
+                    await call_store.mark_call_progress(conn, event.call_id, ringing_at=_at(event.ts))
+                case ev.CallAnswered():
+                    await call_store.mark_call_progress(conn, event.call_id, answered_at=_at(event.ts))
+                case ev.RecordingStarted():
+                    await call_store.set_recording(conn, event.call_id, state="recording",
+                                                   path=self._stored_path(event.path))
+                case ev.RecordingClosed():
+                    await call_store.set_recording(conn, event.call_id, state=event.state, sha256=event.sha256)
+                case ev.CallEnded():
+                    await call_store.end_call(conn, event.call_id, ended_at=_at(event.ts), sip_code=event.sip_code,
+                                              hangup_side=event.side, hangup_cause=event.cause)
+                case ev.SeatCrashed():
+                    await self._seat_crashed(conn, event)
+                case ev.IncomingRejected():
+                    log.warning("inbound call refused", extra={"seat": event.seat, "source": event.source,
+                                                               "sip_code": event.sip_code})
+
+    async def _seat_crashed(self, conn: asyncpg.Connection, event: ev.SeatCrashed) -> None:
+        """Close the seat's calls first (the 1 s promise), then repair their recordings."""
+        for call_id in event.call_ids:
+            with contextlib.suppress(NotFound, Conflict):
+                await call_store.end_call(conn, call_id, ended_at=_at(event.ts), hangup_side="system",
+                                          hangup_cause="seat_crashed")
+        for call_id in event.call_ids:
+            with contextlib.suppress(NotFound):
+                row = await call_store.get_call(conn, call_id)
+                if row["recording_state"] == "recording":
+                    await self._repair(conn, row)
+
+    async def recover_interrupted_recordings(self) -> None:
+        """After a crash of the service: repair recordings still marked open and close their calls."""
+        async with self.pool.acquire() as conn:
+            for row in await call_store.calls_recording(conn):
+                if row["ended_at"] is None:
+                    await call_store.end_call(conn, row["id"], hangup_side="system", hangup_cause="service_restart")
+                await self._repair(conn, row)
+
+    async def _repair(self, conn: asyncpg.Connection, row: asyncpg.Record) -> None:
+        path = self._disk_path(row["recording_path"]) if row["recording_path"] else None
+        if path is None or not path.exists():
+            await call_store.set_recording(conn, row["id"], state="failed_storage")
+            return
+        kept = await asyncio.to_thread(repair_wav, path)
+        digest = await asyncio.to_thread(sha256_file, path)
+        await call_store.set_recording(conn, row["id"], state="repaired", sha256=digest)
+        log.warning("recording repaired", extra={"call_id": str(row["id"]), "seconds_kept": round(kept, 3)})
+
+    def _stored_path(self, path: str) -> str:
+        """Relative to the data folder when inside it, so the folder can move."""
+        try:
+            return str(Path(path).relative_to(self.data_dir))
+        except ValueError:
+            return path
+
+    def _disk_path(self, stored: str) -> Path:
+        path = Path(stored)
+        return path if path.is_absolute() else self.data_dir / path
+
+
+async def line_test(settings: SimpleNamespace, target: str, **options) -> LineTestResult:
+    """`telesales call TARGET`: one call through a seat built from the telephony settings, no service needed."""
+    configs = seat_configs(_with_one_seat(settings))
+    return await run_line_test(configs[0], target, **options)
+
+
+def _with_one_seat(settings: SimpleNamespace) -> SimpleNamespace:
+    telephony = SimpleNamespace(**{**vars(settings.telephony), "seats": 1})
+    return SimpleNamespace(**{**vars(settings), "telephony": telephony})

@@ -1,0 +1,78 @@
+"""The seat manager: a seat killed mid-call is reported at once, restarted, and its recording kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import wave
+
+import pytest
+from sip_helpers import EventLog, channel_rms, free_udp_port, sim_ready, speech_wav, start_sim, wait_until
+
+from telephony import events as ev
+from telephony.config import SeatConfig
+from telephony.manager import SeatManager
+from telephony.recording import HEADER_BYTES, repair_wav
+
+SEAT = "seat1"
+BYTES_PER_SECOND = 16_000 * 4
+
+
+@pytest.fixture
+async def seat(tmp_path):
+    cfg = SeatConfig(name=SEAT, sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
+    manager = SeatManager([cfg])
+    await manager.start()
+    log = EventLog(manager.events())
+    yield manager, log
+    await log.aclose()
+    await manager.stop()
+
+
+@pytest.fixture
+async def talking_sim(tmp_path):
+    voice = speech_wav(tmp_path, "I would like to order two boxes of green tea, please.", "customer")
+    port = free_udp_port()
+    sim = start_sim(port, "--answer-after", "0", "--play", str(voice), "--loop")
+    sim.uri = f"sip:customer@127.0.0.1:{port}"
+    await sim_ready(sim)
+    yield sim
+    sim.kill()
+
+
+async def test_killed_seat_reports_its_calls_restarts_and_keeps_the_audio(seat, talking_sim):
+    manager, log = seat
+    old_pid = manager.pid(SEAT)
+    call_id = await manager.seat(SEAT).dial(talking_sim.uri)
+    path = (await log.first(ev.RecordingStarted, call_id)).path
+    await wait_until(lambda: os.path.getsize(path) > HEADER_BYTES + 2 * BYTES_PER_SECOND, what="2 s of recording")
+
+    killed_at = time.time()
+    on_disk_at_kill = os.path.getsize(path)
+    os.kill(old_pid, signal.SIGKILL)
+
+    crashed = await log.first(ev.SeatCrashed, timeout=5)
+    assert crashed.ts - killed_at < 1.0, "the crash must be noticed within 1 s"
+    assert crashed.call_ids == (call_id,)
+    assert crashed.recordings == (path,)
+    assert crashed.exit_code == -signal.SIGKILL
+
+    await wait_until(lambda: manager.restarts(SEAT) == 1, timeout=10, what="the seat to restart")
+    assert manager.pid(SEAT) != old_pid
+    assert (await manager.seat(SEAT).ping())["calls"] == []
+
+    kept = repair_wav(path)
+    assert kept >= (on_disk_at_kill - HEADER_BYTES) / BYTES_PER_SECOND - 0.01
+    with wave.open(path) as w:
+        assert w.getnframes() / 16_000 == pytest.approx(kept)
+    _, customer = channel_rms(path)
+    assert customer > 300
+
+
+async def test_an_unknown_seat_is_unavailable(seat):
+    from telephony.client import SeatUnavailable
+
+    manager, _ = seat
+    with pytest.raises(SeatUnavailable):
+        manager.seat("nope")

@@ -1,0 +1,253 @@
+"""Real SIP calls over 127.0.0.1 between a seat process and the scripted sim (or SIPp)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sip_helpers import (
+    EventLog,
+    channel_rms,
+    free_udp_port,
+    mono_rms,
+    sim_ready,
+    speech_wav,
+    start_sim,
+    start_sipp_uas,
+    udp_port_taken,
+    wait_until,
+)
+
+from telephony import events as ev
+from telephony.config import SeatConfig
+from telephony.manager import SeatManager
+from telephony.recording import sha256_file
+
+SEAT = "seat1"
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("voices")
+    return {
+        "agent": speech_wav(folder, "Good morning, this is Anna from the sales team.", "agent"),
+        "customer": speech_wav(folder, "Hello, yes, I am interested in the offer, please tell me more.", "customer"),
+    }
+
+
+@pytest.fixture
+async def seat(tmp_path):
+    cfg = SeatConfig(name=SEAT, sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
+    manager = SeatManager([cfg])
+    await manager.start()
+    log = EventLog(manager.events())
+    yield manager, log
+    await log.aclose()
+    await manager.stop()
+
+
+@pytest.fixture
+def peers():
+    """start(*sim_args) -> a sim listening on a free port; every peer is killed at teardown."""
+    started = []
+
+    async def start(*args: str):
+        port = free_udp_port()
+        peer = start_sim(port, *args)
+        started.append(peer)
+        peer.uri = f"sip:customer@127.0.0.1:{port}"
+        await sim_ready(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        peer.kill()
+
+
+async def test_answered_call_records_agent_left_and_customer_right(seat, peers, voices, tmp_path):
+    manager, log = seat
+    heard = tmp_path / "sim-heard.wav"
+    sim = await peers("--answer-after", "0.3", "--play", str(voices["customer"]), "--hangup-after", "3",
+                      "--record", str(heard))
+    call_id = await manager.seat(SEAT).dial(sim.uri, play=str(voices["agent"]))
+
+    await log.first(ev.CallRinging, call_id)
+    await log.first(ev.CallAnswered, call_id)
+    ended = await log.first(ev.CallEnded, call_id)
+    closed = await log.first(ev.RecordingClosed, call_id)
+
+    assert (ended.sip_code, ended.side, ended.cause) == (200, "customer", "normal_clearing")
+    assert ended.quality["rx_packets"] > 100 and ended.quality["loss_percent"] == 0
+    assert ended.quality["mos"] > 4
+    assert closed.state == "complete" and closed.lost_frames == 0
+    assert closed.sha256 == sha256_file(closed.path)
+    assert 2.0 <= closed.duration_seconds <= 4.5
+    assert f"/{call_id}.wav" in closed.path
+    left, right = channel_rms(closed.path)
+    assert left > 300, f"agent channel too quiet: {left}"
+    assert right > 300, f"customer channel too quiet: {right}"
+    await wait_until(lambda: any(r.get("sim") == "ended" for r in sim.reports()), what="the sim to close")
+    await wait_until(lambda: mono_rms(heard) > 300, what="the sim's recording to hold the agent")
+
+
+async def test_early_media_is_reported_before_the_answer(seat, peers):
+    manager, log = seat
+    sim = await peers("--early-media", "--answer-after", "0.5", "--hangup-after", "0.5")
+    call_id = await manager.seat(SEAT).dial(sim.uri)
+
+    early = await log.first(ev.CallEarlyMedia, call_id)
+    answered = await log.first(ev.CallAnswered, call_id)
+    assert (await log.first(ev.CallRinging, call_id)).sip_code == 183
+    assert early.ts <= answered.ts
+    await log.first(ev.CallEnded, call_id)
+
+
+async def test_blind_transfer_hands_the_customer_to_the_target(seat, peers):
+    manager, log = seat
+    customer = await peers("--answer-after", "0")
+    target = await peers("--answer-after", "0")
+    client = manager.seat(SEAT)
+    call_id = await client.dial(customer.uri)
+    await log.first(ev.CallAnswered, call_id)
+
+    await client.transfer(call_id, target.uri)
+    transferred = await log.first(ev.CallTransferred, call_id)
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (transferred.target, transferred.sip_code) == (target.uri, 200)
+    assert (ended.side, ended.cause) == ("agent", "transferred")
+    assert any(r.get("sim") == "answered" for r in target.reports())
+
+
+async def test_busy_callee_ends_call_with_486(seat, peers):
+    manager, log = seat
+    sim = await peers("--reject", "486")
+    call_id = await manager.seat(SEAT).dial(sim.uri)
+
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (ended.sip_code, ended.side, ended.cause) == (486, "customer", "busy")
+    assert ended.quality is None
+    assert not log.of(ev.RecordingStarted, call_id)
+
+
+async def test_declined_call_ends_with_603(seat, peers):
+    manager, log = seat
+    sim = await peers("--reject", "603", "--reject-after", "0.3")
+    call_id = await manager.seat(SEAT).dial(sim.uri)
+
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (ended.sip_code, ended.side, ended.cause) == (603, "customer", "rejected")
+
+
+async def test_unanswered_call_is_cancelled_after_the_ring_timeout(seat, peers):
+    manager, log = seat
+    sim = await peers()  # rings for ever
+    call_id = await manager.seat(SEAT).dial(sim.uri, ring_timeout=1.0)
+
+    ringing = await log.first(ev.CallRinging, call_id)
+    ended = await log.first(ev.CallEnded, call_id)
+    assert ringing.sip_code == 180
+    assert (ended.sip_code, ended.side, ended.cause) == (487, "system", "no_answer")
+    await wait_until(lambda: any(r.get("sim") == "ended" and r["code"] == 487 for r in sim.reports()),
+                     what="the sim to see the CANCEL")
+
+
+async def test_remote_hangup_ends_call_on_the_customer_side(seat, peers):
+    manager, log = seat
+    sim = await peers("--answer-after", "0", "--hangup-after", "0.5")
+    call_id = await manager.seat(SEAT).dial(sim.uri)
+
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (ended.side, ended.cause) == ("customer", "normal_clearing")
+    assert log.of(ev.CallAnswered, call_id)
+
+
+async def test_local_hangup_ends_call_on_the_agent_side(seat, peers):
+    manager, log = seat
+    sim = await peers("--answer-after", "0")
+    client = manager.seat(SEAT)
+    call_id = await client.dial(sim.uri)
+    await log.first(ev.CallAnswered, call_id)
+
+    await client.hangup(call_id)
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (ended.side, ended.cause) == ("agent", "normal_clearing")
+    assert (await log.first(ev.RecordingClosed, call_id)).state == "complete"
+    await wait_until(lambda: any(r.get("sim") == "ended" for r in sim.reports()), what="the sim to get the BYE")
+
+
+async def test_hanging_up_while_it_rings_cancels_the_call(seat, peers):
+    manager, log = seat
+    sim = await peers()
+    client = manager.seat(SEAT)
+    call_id = await client.dial(sim.uri)
+    await log.first(ev.CallRinging, call_id)
+
+    await client.hangup(call_id)
+    ended = await log.first(ev.CallEnded, call_id)
+    assert (ended.sip_code, ended.side, ended.cause) == (487, "agent", "cancelled")
+
+
+async def test_dtmf_travels_both_ways_as_rfc2833(seat, peers):
+    manager, log = seat
+    sim = await peers("--answer-after", "0", "--dtmf", "12#", "--dtmf-after", "0.3")
+    client = manager.seat(SEAT)
+    call_id = await client.dial(sim.uri)
+    await log.first(ev.CallAnswered, call_id)
+
+    await wait_until(lambda: len(log.of(ev.DtmfReceived, call_id)) == 3, what="three digits from the sim")
+    assert "".join(e.digit for e in log.of(ev.DtmfReceived, call_id)) == "12#"
+    await client.send_dtmf(call_id, "5*")
+    await wait_until(lambda: [r["digit"] for r in sim.reports() if r.get("sim") == "dtmf"] == ["5", "*"],
+                     what="the sim to receive 5*")
+    await client.hangup(call_id)
+    await log.first(ev.CallEnded, call_id)
+
+
+async def test_hold_and_unhold_are_reported_and_recording_resumes(seat, peers, voices):
+    manager, log = seat
+    sim = await peers("--answer-after", "0", "--play", str(voices["customer"]), "--loop")
+    client = manager.seat(SEAT)
+    call_id = await client.dial(sim.uri)
+    await log.first(ev.CallAnswered, call_id)
+    path = (await log.first(ev.RecordingStarted, call_id)).path
+
+    await client.hold(call_id)
+    await wait_until(lambda: [e.held for e in log.of(ev.CallHeld, call_id)] == [True], what="the hold")
+    await client.unhold(call_id)
+    await wait_until(lambda: [e.held for e in log.of(ev.CallHeld, call_id)] == [True, False], what="the unhold")
+    assert {e.by for e in log.of(ev.CallHeld, call_id)} == {"local"}
+    unheld_size = os.path.getsize(path)
+    await wait_until(lambda: os.path.getsize(path) > unheld_size + 2 * 64_000, what="2 s more of recording")
+    await client.hangup(call_id)
+    closed = await log.first(ev.RecordingClosed, call_id)
+    _, customer_after_unhold = channel_rms(closed.path, last_seconds=1.5)
+    assert customer_after_unhold > 300
+
+
+async def test_call_to_sipp_uas_is_answered_and_hung_up_locally(seat):
+    manager, log = seat
+    port = free_udp_port()
+    sipp = start_sipp_uas(port)
+    try:
+        client = manager.seat(SEAT)
+        await wait_until(lambda: udp_port_taken(port), what="SIPp to listen")
+        call_id = await client.dial(f"sip:service@127.0.0.1:{port}")
+        await log.first(ev.CallAnswered, call_id)
+        await client.hangup(call_id)
+        ended = await log.first(ev.CallEnded, call_id)
+        assert (ended.side, ended.cause) == ("agent", "normal_clearing")
+        await wait_until(lambda: sipp.proc.poll() is not None, what="SIPp to finish its one call")
+        assert sipp.proc.returncode == 0
+    finally:
+        sipp.kill()
+
+
+async def test_bad_commands_get_clear_errors(seat):
+    from telephony.client import CommandError
+
+    manager, _ = seat
+    client = manager.seat(SEAT)
+    with pytest.raises(CommandError, match="not a SIP URI"):
+        await client.dial("tel:+8613800138000")
+    with pytest.raises(CommandError, match="no call"):
+        await client.hangup("00000000-0000-0000-0000-000000000000")
