@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp_jinja2
 import asyncpg
@@ -54,6 +55,8 @@ class AppContext:
     settings: SimpleNamespace
     pool: asyncpg.Pool
     catalog: dict[str, Disposition]
+    # The softphone seats (telesales/seats.py); None in tests that need no telephony.
+    seats: Any = None
 
 
 CTX = web.AppKey("ctx", AppContext)

@@ -1,4 +1,4 @@
-"""The `telesales` command line: serve, users, campaigns, lead import, migrate."""
+"""The `telesales` command line: serve, users, campaigns, lead import, migrate, qa."""
 
 from __future__ import annotations
 
@@ -56,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", help="file encoding (default: detected; UTF-8, GB18030/GBK, Big5)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_import_leads)
+
+    qa = sub.add_parser("qa", help="call quality").add_subparsers(dest="action", required=True)
+    p = qa.add_parser("score", help="transcribe and score a WAV recording (left = agent, right = customer)")
+    p.add_argument("file")
+    p.add_argument("--scorecard", help="name in config/scorecards/ or a .toml path (default qa.scorecard)")
+    p.add_argument("--disposition", help="the call's disposition code, e.g. SALE (some checks apply only to some)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_qa_score)
     return parser
 
 
@@ -130,6 +138,12 @@ def cmd_migrate(args, settings) -> int:
     return 0
 
 
+def cmd_qa_score(args, settings) -> int:
+    from qa.command import score_command
+
+    return score_command(args, settings)
+
+
 def cmd_serve(args, settings) -> int:
     from telesales.server import serve
 
@@ -149,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"telesales: {e.message}", file=sys.stderr)
         return 1
+    except SettingsError as e:
+        print(f"telesales: configuration error: {e}", file=sys.stderr)
+        return 2
     except MigrationError as e:
         print(f"telesales: cannot start: {e}", file=sys.stderr)
         return 1

@@ -11,8 +11,10 @@ from types import SimpleNamespace
 from aiohttp import web
 
 from crm import users as user_store
+from telephony.manager import SeatManager
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
+from telesales.seats import SeatService, seat_configs
 
 log = logging.getLogger("telesales.server")
 
@@ -38,12 +40,17 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
     pool = await store.open_pool(settings, catalog)
-    app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog))
+    # Seats start with the service (none when telephony.seats = 0); the start also
+    # repairs recordings that a crash of the previous run left open.
+    seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir)
+    await seats.start()
+    app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
 
-    async def close_pool(_app):
+    async def shut_down(_app):
+        await seats.stop()
         await pool.close()
 
-    app.on_cleanup.append(close_pool)
+    app.on_cleanup.append(shut_down)
     return app, await ensure_first_admin(pool)
 
 
