@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import sys
 from types import SimpleNamespace
 
@@ -169,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     except MigrationError as e:
         print(f"telesales: cannot start: {e}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 141
+    except (ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
         where = "the embedded database" if not settings.database.url else "database.url"
         print(f"telesales: cannot use {where}: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,125 @@
+"""QA pipeline throughput against plain faster-whisper on the same recordings.
+
+    .venv/bin/python bench/qa_throughput.py [--calls 4] [--threads 0] [--skip-five-minute]
+
+Recordings: the first N English synthetic calls of tests/synth_calls.py
+(stereo, espeak-ng voices), rendered into a temporary folder. Same model (the
+configured qa.model, by default the bundled Whisper base), same compute type,
+same CPU threads for both:
+
+- ours: qa.pipeline.analyse + score: webrtcvad per channel, only the speech
+  transcribed, each word attributed to its speaker, metrics and the sales
+  scorecard;
+- baseline: faster-whisper's WhisperModel.transcribe on the mono mix of each
+  file with its default settings (beam 5, temperature fallback, conditioning
+  on previous text), which yields no speaker at all.
+
+Prints wall and CPU seconds per audio minute for each and the ratio
+baseline/ours (above 1: ours is faster). Then the hang-up-to-score time of a
+5-minute call (calls joined end to end, with the model already loaded in the
+worker, as it is in a running worker): read, analyse and score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from synth_calls import CALLS, RATE, rendered, write_wav  # noqa: E402
+
+from qa.audio import read_recording, to_float  # noqa: E402
+from qa.pipeline import analyse, load_model, qa_options, score  # noqa: E402
+from qa.scorecard import load_scorecard  # noqa: E402
+from telesales.settings import load_settings  # noqa: E402
+
+
+class Clock:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def ours(paths, model, options, scorecard) -> tuple[float, float]:
+    with Clock() as clock:
+        for path in paths:
+            score(analyse(read_recording(path), model, options), scorecard, "SALE")
+    return clock.wall, clock.cpu
+
+
+def baseline(paths, model) -> tuple[float, float]:
+    with Clock() as clock:
+        for path in paths:
+            rec = read_recording(path)
+            mix = (to_float(rec.channels[0]) + to_float(rec.channels[1])) / 2
+            list(model.transcribe(mix)[0])
+    return clock.wall, clock.cpu
+
+
+def five_minute_call(paths, folder: Path) -> Path:
+    recordings = [read_recording(p) for p in paths]
+    channels = [[], []]
+    while sum(len(c) for c in channels[0]) < 300 * RATE:
+        for rec in recordings:
+            for i in (0, 1):
+                channels[i].append(rec.channels[i])
+    joined = [np.concatenate(c)[: 300 * RATE] for c in channels]
+    path = folder / "five-minutes.wav"
+    write_wav(path, joined)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: qa.threads)")
+    parser.add_argument("--skip-five-minute", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"TELESALES_DATA_DIR": str(Path(tmp) / "var")}
+        if args.threads:
+            env["TELESALES_QA_THREADS"] = str(args.threads)
+        settings = load_settings(environ=env)
+        english = [c for c in CALLS if c.language == "en"][: args.calls]
+        paths = [rendered(c, Path(tmp) / "calls")[0] for c in english]
+        minutes = sum(read_recording(p).duration_s for p in paths) / 60
+        with Clock() as load:
+            model = load_model(settings)
+        options, scorecard = qa_options(settings.qa), load_scorecard("sales", settings.config_dir)
+        print(
+            f"model {settings.qa.model or 'bundled whisper-base'} {settings.qa.compute_type}, "
+            f"threads {settings.qa.threads or 'all'}, loaded in {load.wall:.1f} s"
+        )
+        print(f"{len(paths)} stereo calls, {minutes:.2f} audio minutes")
+
+        ours_wall, ours_cpu = ours(paths, model, options, scorecard)
+        base_wall, base_cpu = baseline(paths, model)
+        print(f"{'':28} {'wall s/audio min':>17} {'CPU s/audio min':>16}")
+        print(f"{'ours (VAD + per speaker)':28} {ours_wall / minutes:17.2f} {ours_cpu / minutes:16.2f}")
+        print(f"{'faster-whisper mono mix':28} {base_wall / minutes:17.2f} {base_cpu / minutes:16.2f}")
+        print(f"ratio baseline/ours: wall {base_wall / ours_wall:.2f}x, CPU {base_cpu / ours_cpu:.2f}x")
+
+        if not args.skip_five_minute:
+            path = five_minute_call(paths, Path(tmp))
+            with Clock() as five:
+                score(analyse(read_recording(path), model, options), scorecard, "SALE")
+            print(
+                f"5-minute call, hang-up to score (model loaded): {five.wall:.1f} s wall, {five.cpu:.1f} s CPU "
+                f"(goal 30 s)"
+            )
+
+
+if __name__ == "__main__":
+    main()
