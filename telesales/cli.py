@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import sys
 from types import SimpleNamespace
@@ -57,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", help="file encoding (default: detected; UTF-8, GB18030/GBK, Big5)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_import_leads)
+
+    p = sub.add_parser("call", help="line test: place one call through a seat (no service needed) and print it")
+    p.add_argument("target", help="SIP URI to call, e.g. sip:+8613800138000@trunk.example")
+    p.add_argument("--play", help="WAV file to play as the local side")
+    p.add_argument("--hangup-after", type=float, help="hang up S seconds after the answer (default: wait)")
+    p.add_argument("--ring-timeout", type=float, help="give up after ringing S seconds")
+    p.add_argument("--json", action="store_true", help="print the call record as JSON")
+    p.set_defaults(func=cmd_call)
 
     qa = sub.add_parser("qa", help="call quality").add_subparsers(dest="action", required=True)
     p = qa.add_parser("score", help="transcribe and score a WAV recording (left = agent, right = customer)")
@@ -137,6 +146,20 @@ def cmd_migrate(args, settings) -> int:
     asyncio.run(_with_store(settings, lambda conn: asyncio.sleep(0)))
     print("database is up to date")
     return 0
+
+
+def cmd_call(args, settings) -> int:
+    from telesales.seats import line_test
+
+    result = asyncio.run(line_test(settings, args.target, play=args.play, hangup_after=args.hangup_after,
+                                   ring_timeout=args.ring_timeout))
+    record = result.to_dict()
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        for key, value in record.items():
+            print(f"{key:>17}: {value}")
+    return 0 if result.status == "answered" else 1
 
 
 def cmd_qa_score(args, settings) -> int:

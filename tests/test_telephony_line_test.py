@@ -56,3 +56,19 @@ async def test_an_unanswered_line_reports_why(peers, tmp_path, sim_args, status,
     result = await run_line_test(cfg, sim.uri, ring_timeout=1.0)
     assert (result.status, result.sip_code, result.talk_seconds) == (status, code, 0.0)
     assert result.answered_at is None and result.recording_path is None
+
+
+async def test_telesales_call_command_prints_the_call_record_as_json(peers, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sim = await peers("--answer-after", "0.2", "--hangup-after", "1")
+    env = {**os.environ, "TELESALES_DATA_DIR": str(tmp_path / "var")}
+    result = subprocess.run([sys.executable, "-m", "telesales", "call", sim.uri, "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (record["status"], record["sip_code"], record["hangup_side"]) == ("answered", 200, "customer")
+    assert record["recording_path"].startswith(str(tmp_path / "var" / "recordings"))
