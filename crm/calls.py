@@ -13,6 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from crm.errors import Conflict, NotFound, UserError
+from crm.fields import parse_call_id
 
 DIRECTIONS = ("outbound", "inbound")
 HANGUP_SIDES = ("agent", "customer", "system")
@@ -114,17 +115,6 @@ async def end_call(
             hangup_cause,
             Decimal(str(round(max(duration, 0), 3))),
         )
-
-
-def parse_call_id(value, *, field: str = "call_id") -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise UserError(
-            f"{field} must be a call id (UUID), got {value!r}", fields=[field]
-        ) from None
 
 
 async def get_call(conn: asyncpg.Connection, call_id: uuid.UUID | str) -> asyncpg.Record:

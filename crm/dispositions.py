@@ -17,9 +17,9 @@ import uuid
 import asyncpg
 
 from crm import audit, complaints, dnc, follow_ups, interactions, orders
-from crm.calls import parse_call_id
 from crm.dispositions_catalog import Disposition
 from crm.errors import Conflict, MissingFields, NotFound, UserError
+from crm.fields import parse_call_id
 
 REQUEST_FIELDS = ("code", "lead_id", "call_id", "note", "order", "follow_up", "complaint")
 FOLLOW_UP_FIELDS = ("due_at", "owner", "note")
