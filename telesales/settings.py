@@ -17,11 +17,9 @@ from typing import Any
 
 import phonenumbers
 
+from crm.lead_files import FIELDS as LEAD_FIELDS
+
 CONFIG_DIR = Path(os.environ.get("TELESALES_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
-
-
-# The columns a lead file can have (crm/lead_files.py maps header aliases onto these).
-LEAD_FIELDS = ("phone", "name", "company", "source", "notes", "email", "region", "tags", "priority")
 
 
 class SettingsError(ValueError):
