@@ -8,6 +8,7 @@ import re
 import asyncpg
 
 from crm.fields import InvalidValue, check_text, parse_time
+from crm.paging import page_of
 
 
 async def record(
@@ -75,12 +76,7 @@ async def search(
             per_page,
             (page - 1) * per_page,
         )
-    return {
-        "items": [dict(r.items()) for r in rows],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    }
+    return page_of(rows, page, per_page, total)
 
 
 def parse_filters(query) -> dict:

@@ -26,6 +26,7 @@ import asyncpg
 from crm import audit, interactions
 from crm.errors import IllegalTransition, MissingFields, NotFound, UserError
 from crm.fields import text_problem
+from crm.paging import page_of
 
 STATES = ("new", "assigned", "in_progress", "resolved", "confirmed_by_customer", "reopened")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -450,12 +451,7 @@ async def list_complaints(
                 {window}""",
             *args,
         )
-    return {
-        "items": [dict(r.items()) for r in rows],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    }
+    return page_of(rows, page, per_page, total)
 
 
 def _file_sha256(f: BinaryIO) -> tuple[str, int]:

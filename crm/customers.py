@@ -14,6 +14,7 @@ from crm import audit
 from crm import interactions as interaction_store
 from crm.errors import Conflict, MissingFields, NotFound, UserError
 from crm.fields import InvalidValue, check_text, check_unknown, text_problem
+from crm.paging import page_of
 from crm.phones import to_e164
 
 SETTABLE = (
@@ -501,12 +502,7 @@ async def search(
             per_page,
             (page - 1) * per_page,
         )
-    return {
-        "items": [dict(r.items()) for r in rows],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    }
+    return page_of(rows, page, per_page, total)
 
 
 async def get_customer(conn: asyncpg.Connection, customer_id: int) -> dict:

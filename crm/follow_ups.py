@@ -9,6 +9,7 @@ import asyncpg
 
 from crm import audit
 from crm.errors import IllegalTransition, MissingFields, NotFound, UserError
+from crm.paging import page_of
 
 STATUSES = ("open", "done", "missed", "cancelled")
 OWNERS = ("me", "anyone")
@@ -206,12 +207,7 @@ async def list_follow_ups(
                 {window}""",
             *args,
         )
-    return {
-        "items": [dict(r.items()) for r in rows],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    }
+    return page_of(rows, page, per_page, total)
 
 
 async def due_for_agent(

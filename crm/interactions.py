@@ -9,6 +9,7 @@ import asyncpg
 
 from crm.errors import MissingFields, NotFound, UserError
 from crm.fields import InvalidValue, check_details, check_text, check_unknown, parse_call_id, parse_time
+from crm.paging import page_of
 
 KINDS = ("call", "note", "email", "sms", "survey", "order", "complaint")
 # What a person records by hand; the others are written by their own flows
@@ -161,9 +162,4 @@ async def page_for_customer(
             per_page,
             (page - 1) * per_page,
         )
-    return {
-        "items": [dict(r.items()) for r in rows],
-        "page": page,
-        "per_page": per_page,
-        "total": total,
-    }
+    return page_of(rows, page, per_page, total)
