@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--disposition", help="the call's disposition code, e.g. SALE (some checks apply only to some)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_qa_score)
+    p = qa.add_parser("worker", help="claim QA jobs from the database, transcribe and score them, store the results")
+    p.add_argument("--once", action="store_true", help="process the jobs that are ready, then exit")
+    p.add_argument("--worker-id", help="name in the job table (default host-pid)")
+    p.set_defaults(func=cmd_qa_worker)
     return parser
 
 
@@ -166,6 +170,12 @@ def cmd_qa_score(args, settings) -> int:
     from qa.command import score_command
 
     return score_command(args, settings)
+
+
+def cmd_qa_worker(args, settings) -> int:
+    from qa.worker import worker_command
+
+    return worker_command(args, settings, _with_store)
 
 
 def cmd_serve(args, settings) -> int:
