@@ -127,3 +127,25 @@ def login(app_ctx):
         return await resp.json()
 
     return do_login
+
+
+# --- SIP -------------------------------------------------------------------
+
+@pytest.fixture
+def peers():
+    """start(*sim_args) -> a telephony.sim peer on a free port (peer.uri); all killed at teardown."""
+    from sip_helpers import free_udp_port, sim_ready, start_sim
+
+    started = []
+
+    async def start(*args: str):
+        port = free_udp_port()
+        peer = start_sim(port, *args)
+        started.append(peer)
+        peer.uri = f"sip:customer@127.0.0.1:{port}"
+        await sim_ready(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        peer.kill()

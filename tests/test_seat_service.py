@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from sip_helpers import DEADLINE, free_udp_port, sim_ready, speech_wav, start_sim, wait_until
+from sip_helpers import DEADLINE, free_udp_port, speech_wav, wait_until
 
 from crm import calls as call_store
 from crm import db
@@ -35,23 +35,6 @@ async def service(pool, tmp_path):
     await svc.start()
     yield svc
     await svc.stop()
-
-
-@pytest.fixture
-def peers():
-    started = []
-
-    async def start(*args: str):
-        port = free_udp_port()
-        peer = start_sim(port, *args)
-        started.append(peer)
-        peer.uri = f"sip:customer@127.0.0.1:{port}"
-        await sim_ready(peer)
-        return peer
-
-    yield start
-    for peer in started:
-        peer.kill()
 
 
 async def _row(pool, call_id):

@@ -10,9 +10,7 @@ from sip_helpers import (
     channel_rms,
     free_udp_port,
     mono_rms,
-    sim_ready,
     speech_wav,
-    start_sim,
     start_sipp_uas,
     udp_port_taken,
     wait_until,
@@ -44,24 +42,6 @@ async def seat(tmp_path):
     yield manager, log
     await log.aclose()
     await manager.stop()
-
-
-@pytest.fixture
-def peers():
-    """start(*sim_args) -> a sim listening on a free port; every peer is killed at teardown."""
-    started = []
-
-    async def start(*args: str):
-        port = free_udp_port()
-        peer = start_sim(port, *args)
-        started.append(peer)
-        peer.uri = f"sip:customer@127.0.0.1:{port}"
-        await sim_ready(peer)
-        return peer
-
-    yield start
-    for peer in started:
-        peer.kill()
 
 
 async def test_answered_call_records_agent_left_and_customer_right(seat, peers, voices, tmp_path):

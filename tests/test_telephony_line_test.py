@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sip_helpers import free_udp_port, sim_ready, speech_wav, start_sim
+from sip_helpers import speech_wav
 
 from telephony.config import SeatConfig
 from telephony.line_test import run_line_test
 from telephony.recording import sha256_file
 from telesales.seats import line_test
 from telesales.settings import load_settings
-
-
-@pytest.fixture
-def peers():
-    started = []
-
-    async def start(*args: str):
-        port = free_udp_port()
-        peer = start_sim(port, *args)
-        started.append(peer)
-        peer.uri = f"sip:line@127.0.0.1:{port}"
-        await sim_ready(peer)
-        return peer
-
-    yield start
-    for peer in started:
-        peer.kill()
 
 
 async def test_an_answered_line_reports_talk_time_recording_and_quality(peers, tmp_path):
