@@ -149,3 +149,20 @@ def peers():
     yield start
     for peer in started:
         peer.kill()
+
+
+@pytest.fixture
+async def seat(tmp_path):
+    """(manager, event log) of one running seat named seat1, recording under tmp_path."""
+    from sip_helpers import EventLog, free_udp_port
+
+    from telephony.config import SeatConfig
+    from telephony.manager import SeatManager
+
+    cfg = SeatConfig(name="seat1", sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
+    manager = SeatManager([cfg])
+    await manager.start()
+    log = EventLog(manager.events())
+    yield manager, log
+    await log.aclose()
+    await manager.stop()

@@ -8,26 +8,13 @@ import time
 import wave
 
 import pytest
-from sip_helpers import EventLog, channel_rms, free_udp_port, sim_ready, speech_wav, start_sim, wait_until
+from sip_helpers import channel_rms, free_udp_port, sim_ready, speech_wav, start_sim, wait_until
 
 from telephony import events as ev
-from telephony.config import SeatConfig
-from telephony.manager import SeatManager
 from telephony.recording import HEADER_BYTES, repair_wav
 
 SEAT = "seat1"
 BYTES_PER_SECOND = 16_000 * 4
-
-
-@pytest.fixture
-async def seat(tmp_path):
-    cfg = SeatConfig(name=SEAT, sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
-    manager = SeatManager([cfg])
-    await manager.start()
-    log = EventLog(manager.events())
-    yield manager, log
-    await log.aclose()
-    await manager.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 
 import pytest
 from sip_helpers import (
-    EventLog,
     channel_rms,
     free_udp_port,
     mono_rms,
@@ -17,8 +16,6 @@ from sip_helpers import (
 )
 
 from telephony import events as ev
-from telephony.config import SeatConfig
-from telephony.manager import SeatManager
 from telephony.recording import sha256_file
 
 SEAT = "seat1"
@@ -31,17 +28,6 @@ def voices(tmp_path_factory):
         "agent": speech_wav(folder, "Good morning, this is Anna from the sales team.", "agent"),
         "customer": speech_wav(folder, "Hello, yes, I am interested in the offer, please tell me more.", "customer"),
     }
-
-
-@pytest.fixture
-async def seat(tmp_path):
-    cfg = SeatConfig(name=SEAT, sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
-    manager = SeatManager([cfg])
-    await manager.start()
-    log = EventLog(manager.events())
-    yield manager, log
-    await log.aclose()
-    await manager.stop()
 
 
 async def test_answered_call_records_agent_left_and_customer_right(seat, peers, voices, tmp_path):
