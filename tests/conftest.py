@@ -129,6 +129,35 @@ def login(app_ctx):
     return do_login
 
 
+# --- Browser -------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium's own background traffic is refused on machines with no network; keep it quiet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+async def browser():
+    """Debian's headless Chromium driven by Playwright, one per test session."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def page(browser, client):
+    """A fresh browser page (own cookies) with page.base_url pointing at the test server."""
+    context = await browser.new_context(viewport={"width": 1366, "height": 768})
+    pg = await context.new_page()
+    pg.base_url = str(client.make_url("")).rstrip("/")
+    yield pg
+    await context.close()
+
+
 # --- SIP -------------------------------------------------------------------
 
 @pytest.fixture
