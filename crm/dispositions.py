@@ -16,7 +16,7 @@ import uuid
 
 import asyncpg
 
-from crm import audit, complaints, dnc, follow_ups, interactions, orders
+from crm import audit, complaints, dnc, follow_ups, interactions, orders, qa_jobs
 from crm.dispositions_catalog import Disposition
 from crm.errors import Conflict, MissingFields, NotFound, UserError
 from crm.fields import parse_call_id
@@ -204,10 +204,13 @@ async def record_disposition(
     resolve_hours: int,
     now: dt.datetime | None = None,
     own_calls_only: bool = False,
+    qa_scorecard: str | None = None,
 ) -> dict:
     """Record a wrap-up; returns a JSON-able summary of everything it wrote.
 
     own_calls_only: the caller may only wrap up calls they handled (agents).
+    qa_scorecard: the scorecard for calls whose campaign names none; given, a call whose
+    recording is closed already is queued for QA in the same transaction (None: no QA job).
     """
     now = now or dt.datetime.now(dt.UTC)
     req = _check_request(
@@ -419,6 +422,8 @@ async def record_disposition(
             disposition_id,
             {k: v for k, v in result.items() if v is not None and k != "label"},
         )
+        if call_id is not None and qa_scorecard is not None:
+            await qa_jobs.enqueue_when_ready(conn, call_id, qa_scorecard)
     return result
 
 

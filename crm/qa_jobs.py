@@ -52,6 +52,37 @@ async def enqueue(
     return job_id
 
 
+# A recording is ready for QA once closed: at hang-up ('complete') or after a crash ('repaired').
+READY_RECORDINGS = ("complete", "repaired")
+
+
+async def enqueue_when_ready(conn: asyncpg.Connection, call_id: uuid.UUID | str, default_scorecard: str) -> int | None:
+    """Queue the call for QA when it has both a closed recording and a disposition, else do nothing.
+
+    Called after either one is written; whichever comes second queues the job
+    (both write the call row, so the two transactions serialise on its lock and
+    the later one sees the earlier one's write). The scorecard is the
+    campaign's, or default_scorecard where the call has no campaign or the
+    campaign keeps the column's default ('default'). Returns the job id, or
+    None when the call is not ready or was queued already.
+    """
+    return await conn.fetchval(
+        """insert into qa_jobs (call_id, recording_path, recording_sha256, scorecard)
+           select c.id, c.recording_path, c.recording_sha256,
+                  coalesce(nullif(nullif(k.scorecard, 'default'), ''), $2)
+           from calls c left join campaigns k on k.id = c.campaign_id
+           where c.id = $1
+             and c.recording_state = any($3::text[]) and c.recording_path is not null
+             and c.recording_sha256 is not null
+             and (c.disposition is not null or exists (select from call_dispositions d where d.call_id = c.id))
+           on conflict (call_id, scorecard) do nothing
+           returning id""",
+        uuid.UUID(str(call_id)),
+        default_scorecard,
+        list(READY_RECORDINGS),
+    )
+
+
 async def claim(conn: asyncpg.Connection, worker_id: str, policy: QueuePolicy) -> asyncpg.Record | None:
     """Take the next ready job (queued and due, or running with a lapsed lease), or None."""
     async with conn.transaction():

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import asyncpg
 
 from crm import calls as call_store
+from crm import qa_jobs
 from crm.errors import Conflict, NotFound
 from telephony import events as ev
 from telephony.client import SeatUnavailable
@@ -69,10 +70,13 @@ def _at(ts: float) -> dt.datetime:
 
 
 class SeatService:
-    def __init__(self, manager: SeatManager, pool: asyncpg.Pool, data_dir: Path) -> None:
+    def __init__(self, manager: SeatManager, pool: asyncpg.Pool, data_dir: Path, *,
+                 qa_scorecard: str | None = None) -> None:
         self.manager = manager
         self.pool = pool
         self.data_dir = Path(data_dir)
+        # Scorecard for QA jobs of calls whose campaign names none; None: this service queues no QA jobs.
+        self.qa_scorecard = qa_scorecard
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -131,7 +135,7 @@ class SeatService:
                     await call_store.set_recording(conn, event.call_id, state="recording",
                                                    path=self._stored_path(event.path))
                 case ev.RecordingClosed():
-                    await call_store.set_recording(conn, event.call_id, state=event.state, sha256=event.sha256)
+                    await self._recording_closed(conn, event.call_id, event.state, event.sha256)
                 case ev.CallEnded():
                     await call_store.end_call(conn, event.call_id, ended_at=_at(event.ts), sip_code=event.sip_code,
                                               hangup_side=event.side, hangup_cause=event.cause)
@@ -168,8 +172,18 @@ class SeatService:
             return
         kept = await asyncio.to_thread(repair_wav, path)
         digest = await asyncio.to_thread(sha256_file, path)
-        await call_store.set_recording(conn, row["id"], state="repaired", sha256=digest)
+        await self._recording_closed(conn, row["id"], "repaired", digest)
         log.warning("recording repaired", extra={"call_id": str(row["id"]), "seconds_kept": round(kept, 3)})
+
+    async def _recording_closed(self, conn: asyncpg.Connection, call_id, state: str, sha256: str | None) -> None:
+        """Close the recording on the call row and, when the wrap-up is in already, queue the QA job: one
+        transaction, so a crash between the two cannot leave a closed, dispositioned call with no job."""
+        async with conn.transaction():
+            await call_store.set_recording(conn, call_id, state=state, sha256=sha256)
+            if self.qa_scorecard is not None:
+                job_id = await qa_jobs.enqueue_when_ready(conn, call_id, self.qa_scorecard)
+                if job_id is not None:
+                    log.info("qa job queued", extra={"call_id": str(call_id), "job_id": job_id})
 
     def _stored_path(self, path: str) -> str:
         """Relative to the data folder when inside it, so the folder can move."""

@@ -42,7 +42,8 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     pool = await store.open_pool(settings, catalog)
     # Seats start with the service (none when telephony.seats = 0); the start also
     # repairs recordings that a crash of the previous run left open.
-    seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir)
+    seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir,
+                        qa_scorecard=settings.qa.scorecard)
     await seats.start()
     app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
 

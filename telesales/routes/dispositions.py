@@ -88,6 +88,7 @@ async def create_disposition(request: web.Request) -> web.Response:
             resolve_hours=crm.complaint_resolve_hours,
             # agents wrap up their own calls; supervisors may wrap up anyone's
             own_calls_only=user["role"] == "agent",
+            qa_scorecard=ctx.settings.qa.scorecard,
         )
 
     return await run_idempotent(request, body, work, status=201)
