@@ -120,6 +120,21 @@ async def renew(conn: asyncpg.Connection, job_id: int, worker_id: str, policy: Q
     return status == "UPDATE 1"
 
 
+async def release(conn: asyncpg.Connection, job_id: int, worker_id: str) -> bool:
+    """Give a held job back at once (its worker is stopping): claimable now, not after the lease lapses.
+
+    The claim is not counted as an attempt: nothing failed. False when the worker no longer held it.
+    """
+    status = await conn.execute(
+        """update qa_jobs set state = 'queued', run_after = now(), lease_until = null,
+               attempts = greatest(attempts - 1, 0), updated_at = now()
+           where id = $1 and worker_id = $2 and state = 'running'""",
+        job_id,
+        worker_id,
+    )
+    return status == "UPDATE 1"
+
+
 async def complete(conn: asyncpg.Connection, job_id: int) -> None:
     await conn.execute(
         """update qa_jobs set state = 'done', lease_until = null, last_error = null, updated_at = now()

@@ -5,27 +5,35 @@ the event loop can keep renewing the job's lease meanwhile; a worker that is
 killed stops renewing, its lease lapses, and another worker takes the job.
 A result is stored once per (call, scorecard, scorecard version), so a job
 finished twice still leaves one result.
+
+SIGTERM (or SIGINT) stops a worker cleanly: a job under analysis is given back
+at once (another worker can claim it without waiting for the lease to lapse)
+and the process exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
-from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import asyncpg
 
 from crm import qa_jobs
 from qa.audio import RecordingError, read_recording
 from qa.model_files import ModelFilesError
 from qa.pipeline import analyse, load_model, qa_options, result_json, score
+from qa.recording_fetch import WorkerTokenRefused, recording_file, remote_recordings
 from qa.scorecard import ScorecardError, load_scorecard
 from telesales.settings import SettingsError
 
@@ -61,12 +69,8 @@ def _model_label(settings: SimpleNamespace) -> str:
     return f"{name}; faster-whisper {metadata.version('faster-whisper')}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Stopping(Exception):
+    """A stop was asked for while the worker waited on its analysis thread."""
 
 
 class Worker:
@@ -77,20 +81,61 @@ class Worker:
         self.worker_id = worker_id
         self.options = qa_options(settings.qa)
         self.policy = queue_policy(settings.qa)
+        self.remote = remote_recordings(settings.qa)
         self.model_label = _model_label(settings)
+        self.attempted = 0
+        self.stopping = asyncio.Event()
+        # Model loading and analysis run here, not on asyncio's default executor, so that a stop
+        # never waits for a thread that cannot be interrupted (see worker_command).
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="qa-analysis")
+        self.abandoned_thread = False  # a thread was still busy when the worker stopped
+        self.fatal: str | None = None  # why the worker gave up (a refused token), else None
+        self._http: aiohttp.ClientSession | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _stoppable(self, future):
+        """Await a thread's future unless a stop comes first (then Stopping; the thread runs on)."""
+        work = asyncio.ensure_future(future)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if work.done():
+            return work.result()
+        self.abandoned_thread = True
+        raise Stopping
+
+    async def load(self) -> bool:
+        """Load the model on the worker's thread; False when stopped first."""
+        loop = asyncio.get_running_loop()
+        try:
+            self.model = await self._stoppable(loop.run_in_executor(self.executor, load_model, self.settings))
+        except Stopping:
+            return False
+        return True
 
     async def run(self, *, once: bool = False) -> int:
-        """Process jobs; with once, stop when none is ready. Returns how many jobs were attempted."""
-        attempted = 0
-        while True:
-            job = await qa_jobs.claim(self.conn, self.worker_id, self.policy)
-            if job is None:
-                if once:
-                    return attempted
-                await asyncio.sleep(self.settings.qa.worker_poll_seconds)
-                continue
-            attempted += 1
-            await self.process(job)
+        """Process jobs until stopped; with once, stop when none is ready. Returns how many jobs were attempted."""
+        if self.remote is not None:
+            self._http = aiohttp.ClientSession()
+        try:
+            while not self.stopping.is_set():
+                job = await qa_jobs.claim(self.conn, self.worker_id, self.policy)
+                if job is None:
+                    if once:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), self.settings.qa.worker_poll_seconds)
+                    continue
+                self.attempted += 1
+                await self.process(job)
+        finally:
+            if self._http is not None:
+                await self._http.close()
+        return self.attempted
 
     async def _holding_lease(self, job, work):
         """Await work (a thread's future) while renewing the job's lease every third of it."""
@@ -111,16 +156,14 @@ class Worker:
         ids = {"job_id": job["id"], "call_id": str(job["call_id"]), "worker_id": self.worker_id}
         log.info("qa job started", extra=ids | {"attempt": job["attempts"]})
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
         try:
             scorecard = load_scorecard(job["scorecard"], self.settings.config_dir)
-            path = self.settings.data_dir / job["recording_path"]
-            if job["recording_sha256"]:
-                actual = await asyncio.to_thread(_sha256, path)
-                if actual != job["recording_sha256"]:
-                    raise RecordingError(f"{job['recording_path']}: checksum differs from the one taken at hang-up")
-            recording = await asyncio.to_thread(read_recording, path)
+            async with recording_file(job, self.settings.data_dir, self.remote, self._http) as path:
+                recording = await asyncio.to_thread(read_recording, path)
             read_s = time.monotonic() - started
-            analysis = await self._holding_lease(job, asyncio.to_thread(analyse, recording, self.model, self.options))
+            work = loop.run_in_executor(self.executor, analyse, recording, self.model, self.options)
+            analysis = await self._holding_lease(job, self._stoppable(work))
             analyse_s = time.monotonic() - started - read_s
             disposition = await self.conn.fetchval(
                 """select coalesce(c.disposition, d.code) from calls c
@@ -128,6 +171,16 @@ class Worker:
                 job["call_id"],
             )
             outcome = result_json(analysis, score(analysis, scorecard, disposition))
+        except Stopping:
+            released = await qa_jobs.release(self.conn, job["id"], self.worker_id)
+            log.info("qa job given back: worker stopping", extra=ids | {"released": released})
+            return
+        except WorkerTokenRefused as e:
+            await qa_jobs.release(self.conn, job["id"], self.worker_id)
+            self.fatal = str(e)
+            self.stop()
+            log.error("worker token refused; stopping", extra=ids | {"error": str(e)})
+            return
         except (RecordingError, ScorecardError) as e:
             state = await qa_jobs.fail(self.conn, job["id"], self.worker_id, e.message, self.policy, permanent=True)
             log.warning("qa job failed", extra=ids | {"error": e.message, "state": state})
@@ -158,25 +211,66 @@ class Worker:
         log.info("qa job done", extra=ids | {"score": outcome["score"], "stored": stored} | timings)
 
 
-async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, worker_id: str, once: bool) -> int:
+async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, worker_id: str, once: bool) -> Worker:
     # faster-whisper logs every transcribe call at INFO.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    model = await asyncio.to_thread(load_model, settings)
-    return await Worker(conn, settings, model, worker_id).run(once=once)
+    worker = Worker(conn, settings, None, worker_id)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        if await worker.load():
+            log.info("qa worker ready", extra={"worker_id": worker_id, "pid": os.getpid()})
+            await worker.run(once=once)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        signal.signal(signal.SIGTERM, _exit_now)
+    return worker
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM when the parent (the service) dies; exit now if it died already."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        sys.exit(0)
+
+
+def _exit_now(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def worker_command(args, settings: SimpleNamespace, with_store) -> int:
-    """Exit 0 after --once drains the queue; 1 for a missing model; runs until killed otherwise."""
+    """Exit 0 after --once drains the queue or on SIGTERM; 1 for a missing model or a refused token."""
     worker_id = args.worker_id or default_worker_id()
+    # Until the job loop runs (it handles SIGTERM itself) the worker holds no job: a stop just ends it.
+    signal.signal(signal.SIGTERM, _exit_now)
+    if getattr(args, "parent_pid", None):
+        exit_with_parent(args.parent_pid)
     # A bad setting stops the worker before it touches the database or loads the model.
     queue_policy(settings.qa)
     qa_options(settings.qa)
+    remote_recordings(settings.qa)
     try:
-        attempted = asyncio.run(
+        worker = asyncio.run(
             with_store(settings, lambda conn: run_worker(conn, settings, worker_id=worker_id, once=args.once))
         )
     except ModelFilesError as e:
         print(f"telesales: {e}", file=sys.stderr)
         return 1
-    print(f"qa worker {worker_id}: {attempted} job(s) attempted")
+    signal.signal(signal.SIGTERM, _exit_now)  # closing the loop put back the default handler
+    stopped = " (stopped)" if worker.stopping.is_set() else ""
+    print(f"qa worker {worker_id}: {worker.attempted} job(s) attempted{stopped}", flush=True)
+    if worker.fatal:
+        print(f"telesales: {worker.fatal}", file=sys.stderr)
+        return 1
+    if worker.abandoned_thread:
+        # The given-back job's analysis (or the model load) is native code on a thread that cannot
+        # be interrupted; its result is no longer wanted, so end without waiting for it.
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
+    worker.executor.shutdown()
     return 0

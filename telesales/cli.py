@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p = qa.add_parser("worker", help="claim QA jobs from the database, transcribe and score them, store the results")
     p.add_argument("--once", action="store_true", help="process the jobs that are ready, then exit")
     p.add_argument("--worker-id", help="name in the job table (default host-pid)")
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by serve: stop when the service dies
     p.set_defaults(func=cmd_qa_worker)
     return parser
 

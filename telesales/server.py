@@ -14,6 +14,7 @@ from crm import users as user_store
 from telephony.manager import SeatManager
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
+from telesales.qa_workers import qa_workers
 from telesales.seats import SeatService, seat_configs
 
 log = logging.getLogger("telesales.server")
@@ -40,14 +41,17 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
     pool = await store.open_pool(settings, catalog)
+    workers = qa_workers(settings, await store.database_url(settings))  # QA worker processes, not in this one
     # Seats start with the service (none when telephony.seats = 0); the start also
     # repairs recordings that a crash of the previous run left open.
     seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir,
                         qa_scorecard=settings.qa.scorecard)
     await seats.start()
+    await workers.start()
     app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
 
     async def shut_down(_app):
+        await workers.stop()
         await seats.stop()
         await pool.close()
 

@@ -154,4 +154,5 @@ def load_settings(
     ns = _namespace(settings)
     ns.data_dir = Path(ns.data_dir).expanduser().resolve()
     ns.config_dir = CONFIG_DIR
+    ns.config_file = Path(config_file).resolve() if config_file else None  # passed on to QA worker processes
     return ns

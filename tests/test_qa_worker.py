@@ -248,6 +248,44 @@ async def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(conn
     assert (job["state"], job["worker_id"], job["attempts"]) == ("done", "heir", 2)
 
 
+@pytest.mark.timeout(240)
+async def test_sigterm_mid_job_gives_the_job_back_at_once_and_exits_0(conn, db_url, data_dir):
+    call_id, job_id = await _recorded_call(conn, data_dir)
+    # A long lease: if the job were not given back, the next worker would find nothing to claim.
+    first = await _worker(db_url, data_dir, "--worker-id", "leaving", lease_s=600)
+
+    async def running():
+        return await conn.fetchval(
+            "select true from qa_jobs where id = $1 and state = 'running' and worker_id = 'leaving'", job_id
+        )
+
+    try:
+        await _wait_until(running, 120, "the worker to claim the job")
+    finally:
+        first.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(first.communicate(), 30)
+    assert first.returncode == 0, out.decode()
+    assert "(stopped)" in out.decode()
+    job = await conn.fetchrow("select *, run_after <= now() as due from qa_jobs where id = $1", job_id)
+    if job["state"] == "done":  # it finished before the signal landed: that is allowed too
+        assert len(await qa_jobs.results_for_call(conn, call_id)) == 1
+        return
+    assert (job["state"], job["lease_until"], job["due"], job["attempts"]) == ("queued", None, True, 0)
+    second = await _worker(db_url, data_dir, "--once", "--worker-id", "next")
+    out, _ = await asyncio.wait_for(second.communicate(), 200)
+    assert second.returncode == 0 and "1 job(s) attempted" in out.decode(), out.decode()
+    assert len(await qa_jobs.results_for_call(conn, call_id)) == 1
+
+
+async def test_release_gives_a_held_job_back_without_counting_the_attempt(conn):
+    job_id = await qa_jobs.enqueue(conn, await _call(conn), "recordings/a.wav", "sales")
+    await qa_jobs.claim(conn, "w1", POLICY)
+    assert not await qa_jobs.release(conn, job_id, "someone-else")
+    assert await qa_jobs.release(conn, job_id, "w1")
+    job = await qa_jobs.claim(conn, "w2", POLICY)  # at once, though w1's lease had 60 s to run
+    assert (job["id"], job["attempts"]) == (job_id, 1)
+
+
 # --- failures, in process (they fail before the model is needed) -------------
 
 
