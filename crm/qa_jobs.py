@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from crm import audit
+from crm.errors import IllegalTransition, NotFound, UserError
+from crm.paging import page_of
+
 
 @dataclass(frozen=True)
 class QueuePolicy:
@@ -174,6 +178,48 @@ async def fail(
 async def parked_jobs(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Jobs that gave up, newest first, with their last error: what an admin must look at."""
     return await conn.fetch("select * from qa_jobs where state = 'parked' order by updated_at desc")
+
+
+STATES = ("queued", "running", "done", "parked")
+# What an admin sees of a job: no lease internals beyond who holds it and until when.
+_LISTED = """j.id, j.call_id, j.scorecard, j.state, j.attempts, j.last_error, j.run_after, j.lease_until,
+             j.worker_id, j.recording_path, j.created_at, j.updated_at"""
+
+
+async def list_jobs(conn: asyncpg.Connection, state: str, *, page: int = 1, per_page: int = 50) -> dict:
+    """Jobs in one state, the most recently changed first (parked: the latest give-ups)."""
+    if state not in STATES:
+        raise UserError(f"state must be one of {', '.join(STATES)}, got {state!r}", fields=["state"])
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval("select count(*) from qa_jobs where state = $1", state)
+        rows = await conn.fetch(
+            f"""select {_LISTED} from qa_jobs j where j.state = $1
+                order by j.updated_at desc, j.id desc limit $2 offset $3""",
+            state,
+            per_page,
+            (page - 1) * per_page,
+        )
+    return page_of(rows, page, per_page, total)
+
+
+async def retry(conn: asyncpg.Connection, job_id: int, *, user_id: int | None) -> asyncpg.Record:
+    """Put a parked job back in the queue with a fresh count of attempts (an admin fixed the cause)."""
+    async with conn.transaction():
+        job = await conn.fetchrow("select state, attempts, last_error from qa_jobs where id = $1 for update", job_id)
+        if job is None:
+            raise NotFound(f"no QA job {job_id}")
+        if job["state"] != "parked":
+            raise IllegalTransition(f"QA job {job_id} is {job['state']}; only a parked job can be retried",
+                                    state=job["state"])
+        row = await conn.fetchrow(
+            f"""update qa_jobs j set state = 'queued', attempts = 0, run_after = now(), lease_until = null,
+                    updated_at = now()
+                where id = $1 returning {_LISTED}""",
+            job_id,
+        )
+        await audit.record(conn, user_id, "qa_job.retry", "qa_job", job_id,
+                           {"attempts": job["attempts"], "last_error": job["last_error"]})
+    return row
 
 
 async def store_result(conn: asyncpg.Connection, job: asyncpg.Record, result: dict) -> bool:
