@@ -10,6 +10,7 @@ database clock, the one clock all workers share.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 
@@ -222,35 +223,74 @@ async def retry(conn: asyncpg.Connection, job_id: int, *, user_id: int | None) -
     return row
 
 
+async def insert_result(
+    conn: asyncpg.Connection, call_id: uuid.UUID, recording_sha256: str | None, scorecard: str, result: dict
+) -> bool:
+    """Store one result; False when the call already has one for this scorecard and version (kept as it is)."""
+    inserted = await conn.fetchval(
+        """insert into qa_results (call_id, recording_sha256, scorecard, scorecard_version, model,
+               duration_seconds, transcript, metrics, checks, categories, score, timings,
+               speech_start_s, speech_end_s)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+           on conflict (call_id, scorecard, scorecard_version) do nothing
+           returning id""",
+        call_id,
+        recording_sha256,
+        scorecard,
+        result["scorecard_version"],
+        result["model"],
+        result["duration_s"],
+        result["transcript"],
+        result["metrics"],
+        result["checks"],
+        result["categories"],
+        result["score"],
+        result["timings"],
+        result.get("speech_start_s"),
+        result.get("speech_end_s"),
+    )
+    return inserted is not None
+
+
 async def store_result(conn: asyncpg.Connection, job: asyncpg.Record, result: dict) -> bool:
     """Store a job's result and mark the job done, in one transaction.
 
     result holds scorecard_version, model, duration_s, transcript, metrics,
-    checks, categories, score and timings. Returns False when a result for the
-    same call, scorecard and version was already stored (it is kept, not duplicated).
+    checks, categories, score and timings (and speech_start_s, speech_end_s).
+    Returns False when a result for the same call, scorecard and version was
+    already stored (it is kept, not duplicated).
     """
     async with conn.transaction():
-        inserted = await conn.fetchval(
-            """insert into qa_results (call_id, recording_sha256, scorecard, scorecard_version, model,
-                   duration_seconds, transcript, metrics, checks, categories, score, timings)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-               on conflict (call_id, scorecard, scorecard_version) do nothing
-               returning id""",
-            job["call_id"],
-            job["recording_sha256"],
-            job["scorecard"],
-            result["scorecard_version"],
-            result["model"],
-            result["duration_s"],
-            result["transcript"],
-            result["metrics"],
-            result["checks"],
-            result["categories"],
-            result["score"],
-            result["timings"],
-        )
+        inserted = await insert_result(conn, job["call_id"], job["recording_sha256"], job["scorecard"], result)
         await complete(conn, job["id"])
-    return inserted is not None
+    return inserted
+
+
+async def latest_results(
+    conn: asyncpg.Connection,
+    *,
+    call_id: uuid.UUID | None = None,
+    scorecard: str | None = None,
+    since: dt.datetime | None = None,
+) -> list[asyncpg.Record]:
+    """The newest result of each (call, scorecard), filtered by call, scorecard and call start; oldest call first.
+
+    Each row also carries the call's current disposition.
+    """
+    return await conn.fetch(
+        """select distinct on (c.created_at, r.call_id, r.scorecard) r.*,
+                  coalesce(c.disposition, d.code) as disposition
+           from qa_results r
+           join calls c on c.id = r.call_id
+           left join call_dispositions d on d.call_id = c.id
+           where ($1::uuid is null or r.call_id = $1)
+             and ($2::text is null or r.scorecard = $2)
+             and ($3::timestamptz is null or c.created_at >= $3)
+           order by c.created_at, r.call_id, r.scorecard, r.created_at desc, r.id desc""",
+        call_id,
+        scorecard,
+        since,
+    )
 
 
 async def results_for_call(conn: asyncpg.Connection, call_id: uuid.UUID | str) -> list[asyncpg.Record]:

@@ -34,6 +34,7 @@ from qa.audio import RecordingError, read_recording
 from qa.model_files import ModelFilesError
 from qa.pipeline import analyse, load_model, qa_options, result_json, score
 from qa.recording_fetch import WorkerTokenRefused, recording_file, remote_recordings
+from qa.rescore import speech_bounds
 from qa.scorecard import ScorecardError, load_scorecard
 from telesales.settings import SettingsError
 
@@ -206,6 +207,7 @@ class Worker:
                 "categories": outcome["categories"],
                 "score": outcome["score"],
                 "timings": timings,
+                **speech_bounds(analysis),
             },
         )
         log.info("qa job done", extra=ids | {"score": outcome["score"], "stored": stored} | timings)

@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-id", help="name in the job table (default host-pid)")
     p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)  # set by serve: stop when the service dies
     p.set_defaults(func=cmd_qa_worker)
+    p = qa.add_parser("rescore", help="score stored transcripts again under the current scorecard (no model needed)")
+    p.add_argument("--call", help="one call's id")
+    p.add_argument("--scorecard", help="only results of this scorecard")
+    p.add_argument("--since", help="only calls from this date (crm.default_time_zone) or ISO time on")
+    p.add_argument("--json", action="store_true", help="print what was re-scored as JSON")
+    p.set_defaults(func=cmd_qa_rescore)
     return parser
 
 
@@ -177,6 +183,15 @@ def cmd_qa_worker(args, settings) -> int:
     from qa.worker import worker_command
 
     return worker_command(args, settings, _with_store)
+
+
+def cmd_qa_rescore(args, settings) -> int:
+    from qa.rescore import rescore_command
+
+    if not (args.call or args.scorecard):
+        print("telesales: qa rescore needs --call ID or --scorecard NAME [--since DATE]", file=sys.stderr)
+        return 2
+    return rescore_command(args, settings, _with_store)
 
 
 def cmd_serve(args, settings) -> int:
