@@ -22,6 +22,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import get_session, session_middleware
 
+from crm import worker_tokens
 from crm.dispositions_catalog import Disposition
 from crm.errors import UserError
 from telesales.sessions import PgSessionStorage
@@ -43,6 +44,7 @@ ROUTE_MODULES = (
     "telesales.routes.orders",
     "telesales.routes.leads",
     "telesales.routes.qa_jobs",
+    "telesales.routes.qa_recordings",
     "telesales.routes.openapi",
 )
 
@@ -108,10 +110,29 @@ async def _csrf_ok(request: web.Request) -> bool:
     return bool(expected) and isinstance(token, str) and secrets.compare_digest(token, expected)
 
 
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _as_worker(request: web.Request, route: Route, token: str) -> web.StreamResponse:
+    """A QA worker's request on a route open to worker tokens (read-only routes): the token replaces
+    the session, its role and CSRF checks."""
+    async with request.app[CTX].pool.acquire() as conn:
+        worker = await worker_tokens.verify(conn, token)
+    if worker is None:
+        return _error(401, "bad_worker_token", "unknown or revoked worker token")
+    request["user"] = None
+    request["worker"] = dict(worker.items())
+    return await route.handler(request)
+
+
 def guarded(route: Route):
     """Wrap a handler with the route's declared access rule."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
+        if route.worker_token and route.method in SAFE_METHODS and (token := _bearer(request)) is not None:
+            return await _as_worker(request, route, token)
         if route.method not in SAFE_METHODS and not _same_origin(request):
             return _error(403, "cross_origin", "cross-site request refused")
         user = await _load_user(request)

@@ -85,6 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="only calls from this date (crm.default_time_zone) or ISO time on")
     p.add_argument("--json", action="store_true", help="print what was re-scored as JSON")
     p.set_defaults(func=cmd_qa_rescore)
+    tokens = qa.add_parser("token", help="worker tokens: QA workers on other machines fetch recordings with one")
+    tokens = tokens.add_subparsers(dest="token_action", required=True)
+    p = tokens.add_parser("create", help="make a worker token; it is printed once and stored hashed")
+    p.add_argument("name", help="who uses it, e.g. the worker machine's name")
+    p.set_defaults(func=cmd_qa_token_create)
+    p = tokens.add_parser("revoke", help="revoke a worker token at once")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_qa_token_revoke)
+    p = tokens.add_parser("list", help="list worker tokens (names and use, never the tokens)")
+    p.set_defaults(func=cmd_qa_token_list)
     return parser
 
 
@@ -192,6 +202,33 @@ def cmd_qa_rescore(args, settings) -> int:
         print("telesales: qa rescore needs --call ID or --scorecard NAME [--since DATE]", file=sys.stderr)
         return 2
     return rescore_command(args, settings, _with_store)
+
+
+def cmd_qa_token_create(args, settings) -> int:
+    from crm import worker_tokens
+
+    row, token = asyncio.run(_with_store(settings, lambda conn: worker_tokens.create_token(conn, args.name)))
+    print(f"created worker token {row['name']} (id {row['id']})")
+    print(f"token: {token}  (shown once; set it as qa.worker_token on the worker machine)")
+    return 0
+
+
+def cmd_qa_token_revoke(args, settings) -> int:
+    from crm import worker_tokens
+
+    row = asyncio.run(_with_store(settings, lambda conn: worker_tokens.revoke(conn, args.name)))
+    print(f"revoked worker token {row['name']}")
+    return 0
+
+
+def cmd_qa_token_list(args, settings) -> int:
+    from crm import worker_tokens
+
+    for row in asyncio.run(_with_store(settings, worker_tokens.list_tokens)):
+        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "live"
+        used = f"last used {row['last_used_at']:%Y-%m-%d %H:%M}" if row["last_used_at"] else "never used"
+        print(f"{row['name']}\t{state}\t{used}")
+    return 0
 
 
 def cmd_serve(args, settings) -> int:

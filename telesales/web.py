@@ -43,6 +43,8 @@ class Route:
     csrf: bool = True
     tags: tuple[str, ...] = ()
     body: dict | None = field(default=None, compare=False)
+    # Also open to a QA worker presenting a live worker token (Authorization: Bearer ...), no session.
+    worker_token: bool = False
 
     @property
     def public(self) -> bool:

@@ -30,7 +30,7 @@ def build_document(all_routes) -> dict:
             "responses": {"200": {"description": "OK"}},
         }
         if not route.public:
-            operation["security"] = [{"session": []}]
+            operation["security"] = [{"session": []}, *([{"worker_token": []}] if route.worker_token else [])]
             operation["responses"].update({"401": {"description": "Not logged in"},
                                            "403": {"description": "Role not allowed or CSRF failed"}})
         if route.method not in ("GET", "DELETE"):
@@ -42,7 +42,9 @@ def build_document(all_routes) -> dict:
         "components": {
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "telesales_session",
-                            "description": "Log in with POST /api/v1/session; send X-CSRF-Token on writes"}
+                            "description": "Log in with POST /api/v1/session; send X-CSRF-Token on writes"},
+                "worker_token": {"type": "http", "scheme": "bearer",
+                                 "description": "A QA worker token: telesales qa token create NAME"},
             }
         },
         "paths": paths,
