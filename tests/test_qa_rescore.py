@@ -70,7 +70,8 @@ async def test_a_changed_check_changes_the_score_without_a_model(conn, db_url, t
 
     card = tmp_path / "config/scorecards/sales.toml"
     text = card.read_text()
-    card.write_text(text.replace('phrases = ["hello", "hi there", "good morning"', 'phrases = ["top of the morning"', 1))
+    greeting = 'phrases = ["hello", "hi there", "good morning"'
+    card.write_text(text.replace(greeting, 'phrases = ["top of the morning"', 1))
     code, out, err = await _rescore(db_url, tmp_path, "--scorecard", "sales", "--since", "2000-01-01")
     assert code == 0, err
     assert "1 result(s) re-scored, 0 already current" in out
