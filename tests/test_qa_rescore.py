@@ -102,3 +102,29 @@ async def test_rescore_without_a_selection_or_with_bad_values_says_so(db_url, tm
     assert code == 1 and "no scorecard 'nonesuch'" in err
     code, _, err = await _rescore(db_url, tmp_path, "--call", "8c4f9a4e-0000-4000-8000-000000000000")
     assert code == 1 and "has no QA result" in err
+
+
+async def test_admins_rescore_through_the_api(client, login, app_ctx):
+    async with app_ctx.pool.acquire() as c:
+        call_id = await _stored_result(c)
+    admin = await login(client, "admin")
+    headers = {"X-CSRF-Token": admin["csrf_token"]}
+    resp = await client.post("/api/v1/qa/rescore", json={"scorecard": "sales", "since": "2000-01-01T00:00:00+08:00"},
+                             headers=headers)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["rescored"], body["current"]) == (1, 0)
+    [item] = body["items"]
+    assert (item["call_id"], item["old_score"]) == (call_id, 10.0) and item["new_score"] > 10.0
+    body = await (await client.post("/api/v1/qa/rescore", json={"call_id": call_id}, headers=headers)).json()
+    assert (body["rescored"], body["current"]) == (0, 1)
+    async with app_ctx.pool.acquire() as c:
+        assert len(await qa_jobs.results_for_call(c, call_id)) == 2
+        assert await c.fetchval("select count(*) from audit_log where action = 'qa.rescore'") == 2
+
+    resp = await client.post("/api/v1/qa/rescore", json={}, headers=headers)
+    assert resp.status == 422 and (await resp.json())["error"] == "missing_fields"
+    resp = await client.post("/api/v1/qa/rescore", json={"scorecard": "nonesuch"}, headers=headers)
+    assert resp.status == 422 and "no scorecard 'nonesuch'" in (await resp.json())["message"]
+    resp = await client.post("/api/v1/qa/rescore", json={"scorecard": "sales", "since": "yesterday"}, headers=headers)
+    assert resp.status == 422 and (await resp.json())["fields"] == ["since"]
