@@ -37,6 +37,7 @@ class CallState:
     early_media: bool = False
     held_local: bool = False
     held_remote: bool = False
+    muted: bool = False
     transfer_target: str | None = None
     play_path: str | None = None
     player: Any = None

@@ -103,6 +103,12 @@ class SeatClient:
     async def unhold(self, call_id: str | UUID) -> None:
         await self.request("unhold", call_id=str(call_id))
 
+    async def mute(self, call_id: str | UUID) -> None:
+        await self.request("mute", call_id=str(call_id))
+
+    async def unmute(self, call_id: str | UUID) -> None:
+        await self.request("unmute", call_id=str(call_id))
+
     async def send_dtmf(self, call_id: str | UUID, digits: str) -> None:
         await self.request("send_dtmf", call_id=str(call_id), digits=digits)
 

@@ -86,6 +86,13 @@ class CallHeld(Event):
 
 
 @dataclass(frozen=True)
+class CallMuted(Event):
+    call_id: str
+    muted: bool
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class DtmfReceived(Event):
     call_id: str
     digit: str
@@ -144,7 +151,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         SeatReady, SeatCrashed, CallStarted, IncomingRejected, CallRinging, CallEarlyMedia, CallAnswered,
-        CallHeld, DtmfReceived, CallTransferred, RecordingStarted, RecordingClosed, CallEnded, SeatError,
+        CallHeld, CallMuted, DtmfReceived, CallTransferred, RecordingStarted, RecordingClosed, CallEnded, SeatError,
     )
 }
 

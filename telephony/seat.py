@@ -153,6 +153,36 @@ class Seat:
         self._call(call_id).call.reinvite(prm)
         return {}
 
+    # Mute cuts the agent's audio into the call AND into the recording's left channel: the recording is the
+    # record of the conversation, so it holds what the customer heard (what an agent says on mute to a colleague
+    # is not part of the call). The customer's audio keeps flowing to the agent and the right channel. Mute is
+    # done in the seat's bridge, not by hold, so the customer hears silence rather than hold music and no
+    # re-INVITE is sent.
+    def cmd_mute(self, call_id: str) -> dict[str, Any]:
+        state = self._call(call_id)
+        if not state.muted:
+            state.muted = True
+            left = state.taps[0] if state.taps else None
+            audio = self._audio(state, state.call.getInfo()) if state.answered else None
+            for source in self._agent_sources(state):
+                for sink in (audio, left):
+                    if sink is not None:
+                        source.stopTransmit(sink)
+            self.emit(ev.CallMuted(self.cfg.name, state.call_id, True))
+        return {"muted": True}
+
+    def cmd_unmute(self, call_id: str) -> dict[str, Any]:
+        state = self._call(call_id)
+        if state.muted:
+            state.muted = False
+            self._wire_media(state, state.call.getInfo())
+            self.emit(ev.CallMuted(self.cfg.name, state.call_id, False))
+        return {"muted": False}
+
+    def _agent_sources(self, state: CallState) -> list[Any]:
+        """Bridge ports that carry the agent's voice into this call (today: the played file)."""
+        return [state.player] if state.player is not None else []
+
     def cmd_send_dtmf(self, call_id: str, digits: str) -> dict[str, Any]:
         if not digits or any(d not in "0123456789*#ABCD" for d in digits):
             raise protocol.CommandError(f"DTMF digits must be 0-9, *, #, A-D; got {digits!r}")
@@ -293,10 +323,11 @@ class Seat:
         if state.play_path and state.player is None:
             state.player = pj.AudioMediaPlayer()
             state.player.createPlayer(state.play_path, pj.PJMEDIA_FILE_NO_LOOP)
-        if state.player is not None:
-            state.player.startTransmit(audio)
-            if left is not None:
-                state.player.startTransmit(left)
+        if not state.muted:
+            for source in self._agent_sources(state):
+                source.startTransmit(audio)
+                if left is not None:
+                    source.startTransmit(left)
 
     def _start_recording(self, state: CallState) -> None:
         path = recording_path(self.cfg.recordings_dir, state.call_id)
