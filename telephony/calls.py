@@ -39,6 +39,11 @@ class CallState:
     held_remote: bool = False
     muted: bool = False
     transfer_target: str | None = None
+    # Attended transfer: on the customer call, the consult leg's id; on the consult leg, the customer call's id.
+    consult_call_id: str | None = None
+    consult_of: str | None = None
+    # How the consult leg ended, set by the command that ends it ("cancelled", "transferred").
+    consult_outcome: str | None = None
     play_path: str | None = None
     player: Any = None
     recording: CallRecording | None = None

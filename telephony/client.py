@@ -115,6 +115,22 @@ class SeatClient:
     async def transfer(self, call_id: str | UUID, target: str) -> None:
         await self.request("transfer", call_id=str(call_id), target=target)
 
+    async def consult(self, call_id: str | UUID, to_uri: str, *, consult_call_id: str | UUID | None = None,
+                      ring_timeout: float | None = None, play: str | None = None) -> str:
+        """Hold call_id and dial to_uri on a second leg; returns the consult leg's call id."""
+        consult_call_id = str(consult_call_id) if consult_call_id else None
+        result = await self.request("consult", call_id=str(call_id), to_uri=to_uri, consult_call_id=consult_call_id,
+                                    ring_timeout=ring_timeout, play=play)
+        return result["call_id"]
+
+    async def complete_transfer(self, call_id: str | UUID) -> None:
+        """Hand the customer on call_id to the consult leg's far end (REFER with Replaces)."""
+        await self.request("complete_transfer", call_id=str(call_id))
+
+    async def cancel_consult(self, call_id: str | UUID) -> None:
+        """Hang up the consult leg and take the customer off hold."""
+        await self.request("cancel_consult", call_id=str(call_id))
+
     async def ping(self) -> dict[str, Any]:
         return await self.request("ping")
 

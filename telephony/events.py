@@ -105,6 +105,29 @@ class CallTransferred(Event):
     target: str
     sip_code: int
     ts: float = field(default_factory=_now)
+    # Set for an attended transfer: the consult leg whose far end now has the customer.
+    consult_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsultStarted(Event):
+    """The agent put call_id on hold and is calling target on a second leg (attended transfer, step 1)."""
+
+    call_id: str
+    consult_call_id: str
+    target: str
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ConsultEnded(Event):
+    """The consult leg is gone: outcome "transferred", "cancelled", "ended" (its far end hung up) or
+    "customer_ended" (the customer hung up first; the consult leg stays up as an ordinary call)."""
+
+    call_id: str
+    consult_call_id: str
+    outcome: str
+    ts: float = field(default_factory=_now)
 
 
 @dataclass(frozen=True)
@@ -151,7 +174,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         SeatReady, SeatCrashed, CallStarted, IncomingRejected, CallRinging, CallEarlyMedia, CallAnswered,
-        CallHeld, CallMuted, DtmfReceived, CallTransferred, RecordingStarted, RecordingClosed, CallEnded, SeatError,
+        CallHeld, CallMuted, DtmfReceived, CallTransferred, ConsultStarted, ConsultEnded, RecordingStarted,
+        RecordingClosed, CallEnded, SeatError,
     )
 }
 

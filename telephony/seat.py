@@ -198,6 +198,51 @@ class Seat:
         state.call.xfer(target, call_param())
         return {}
 
+    # --- attended transfer: consult, then complete (REFER with Replaces) or cancel -----------------
+
+    def cmd_consult(self, call_id: str, to_uri: str, consult_call_id: str | None = None,
+                    ring_timeout: float | None = None, play: str | None = None) -> dict[str, Any]:
+        state = self._call(call_id)
+        if not state.answered:
+            raise protocol.CommandError(f"call {call_id} is not answered; consult needs a connected customer")
+        if state.consult_call_id or state.consult_of:
+            raise protocol.CommandError(f"call {call_id} already has a consult leg")
+        if not state.held_local:
+            self.cmd_hold(call_id)
+        result = self.cmd_dial(to_uri, call_id=consult_call_id, ring_timeout=ring_timeout, play=play)
+        consult = self.calls[result["call_id"]]
+        state.consult_call_id, consult.consult_of = consult.call_id, state.call_id
+        self.emit(ev.ConsultStarted(self.cfg.name, state.call_id, consult.call_id, to_uri))
+        return result
+
+    def cmd_complete_transfer(self, call_id: str) -> dict[str, Any]:
+        state, consult = self._consulting(call_id)
+        if not consult.answered:
+            raise protocol.CommandError(f"consult call {consult.call_id} is not answered yet")
+        state.transfer_target = consult.remote_uri
+        consult.consult_outcome = "transferring"
+        consult.mark_local("agent", "transferred")
+        # The customer's phone gets a REFER whose Refer-To carries Replaces=<consult dialog>; it calls the
+        # consult target, which swaps our consult leg for that call. NOTIFYs report how it went.
+        state.call.xferReplaces(consult.call, call_param())
+        return {}
+
+    def cmd_cancel_consult(self, call_id: str) -> dict[str, Any]:
+        state, consult = self._consulting(call_id)
+        consult.consult_outcome = "cancelled"
+        consult.mark_local("agent", "consult_cancelled")
+        consult.call.hangup(call_param())
+        if state.held_local:
+            self.cmd_unhold(call_id)
+        return {}
+
+    def _consulting(self, call_id: str) -> tuple[CallState, CallState]:
+        state = self._call(call_id)
+        consult = self.calls.get(state.consult_call_id or "")
+        if consult is None:
+            raise protocol.CommandError(f"call {call_id} has no consult leg")
+        return state, consult
+
     def _call(self, call_id: str) -> CallState:
         state = self.calls.get(str(call_id))
         if state is None:
@@ -267,10 +312,41 @@ class Seat:
         state = self.calls.get(call.call_id)
         if state is None or not final:
             return
-        self.emit(ev.CallTransferred(self.cfg.name, call.call_id, state.transfer_target or "", code))
+        consult_id = state.consult_call_id
+        self.emit(ev.CallTransferred(self.cfg.name, call.call_id, state.transfer_target or "", code,
+                                     consult_call_id=consult_id))
         if 200 <= code < 300:
             state.mark_local("agent", "transferred")
             call.hangup(call_param())
+        if consult_id:
+            self._settle_consult(state, consult_id, 200 <= code < 300)
+
+    def _settle_consult(self, state: CallState, consult_id: str, transferred: bool) -> None:
+        """The final NOTIFY of an attended transfer: end or keep the consult leg, and say so once."""
+        state.consult_call_id = None
+        consult = self.calls.get(consult_id)
+        if consult is None:
+            # The target hung up the replaced leg before the NOTIFY came (the usual order).
+            self.emit(ev.ConsultEnded(self.cfg.name, state.call_id, consult_id,
+                                      "transferred" if transferred else "ended"))
+        elif transferred:
+            consult.consult_outcome = "transferred"
+            # The target ends the replaced leg itself; hanging up too covers a target that does not.
+            try:
+                consult.call.hangup(call_param())
+            except pj.Error:
+                pass
+        else:
+            consult.consult_outcome = None
+            consult.local_side = consult.local_cause = None
+
+    def on_replace_request(self, call: SeatCall) -> int:
+        # An INVITE with Replaces would take over one of the seat's calls without passing the allowed-peer
+        # check of on_incoming_call: refused.
+        return 403
+
+    def on_call_replaced(self, call: SeatCall, new_pj_call_id: int) -> SeatCall | None:
+        return None
 
     def on_stream_destroyed(self, call: SeatCall, stream_index: int) -> None:
         state = self.calls.get(call.call_id)
@@ -371,12 +447,29 @@ class Seat:
         self._close_recording(state)
         side, cause = classify_end(state, info.lastStatusCode)
         self.calls.pop(state.call_id, None)
+        self._unlink_consult(state)
         # Never freed inside its own callback: the loop drops these after libHandleEvents returns.
         self._dead.extend([state.call, state.player, *state.taps])
         state.player, state.taps = None, []
         quality = dataclasses.asdict(state.quality) if state.quality else None
         self.emit(ev.CallEnded(self.cfg.name, state.call_id, info.lastStatusCode, info.lastReason, side, cause,
                                quality))
+
+    def _unlink_consult(self, state: CallState) -> None:
+        """An ended call leaves its consult pairing; ConsultEnded says how."""
+        if state.consult_outcome == "transferring":
+            return  # the final NOTIFY on the customer call settles it (_settle_consult)
+        if state.consult_of:
+            customer = self.calls.get(state.consult_of)
+            if customer is not None:
+                customer.consult_call_id = None
+            self.emit(ev.ConsultEnded(self.cfg.name, state.consult_of, state.call_id,
+                                      state.consult_outcome or "ended"))
+        elif state.consult_call_id:
+            consult = self.calls.get(state.consult_call_id)
+            if consult is not None and consult.consult_outcome is None:
+                consult.consult_of = None
+                self.emit(ev.ConsultEnded(self.cfg.name, state.call_id, consult.call_id, "customer_ended"))
 
     # --- shutdown --------------------------------------------------------------
 
