@@ -187,3 +187,28 @@ class FrameTap(pj.AudioMediaPort):
                 self.sink(None)
         except Exception:  # noqa: BLE001 - never raise into the bridge thread
             log.exception("frame tap %s", self)
+
+
+class FrameSource(pj.AudioMediaPort):
+    """A bridge port that plays frames from a deque (injected audio); silence when it is empty.
+
+    Runs on the bridge clock thread: it pops one frame and returns.
+    """
+
+    def __init__(self, name: str, frames: Any) -> None:
+        super().__init__()
+        self.frames = frames
+        self.createPort(name, audio_format())
+
+    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+        try:
+            data = self.frames.popleft()
+        except IndexError:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+            return
+        try:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            frame.buf = pj.ByteVector(data)
+            frame.size = len(data)
+        except Exception:  # noqa: BLE001 - never raise into the bridge thread
+            log.exception("frame source %s", self)

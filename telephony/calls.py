@@ -46,6 +46,16 @@ class CallState:
     consult_outcome: str | None = None
     play_path: str | None = None
     player: Any = None
+    # "customer" for a call to or from a customer; "headset" for the leg to the agent's own phone.
+    role: str = "customer"
+    # The "this call is recorded" prompt played to the customer at answer.
+    announce_path: str | None = None
+    announcer: Any = None
+    # The call's AudioMedia in the bridge, refreshed at every media update (a re-INVITE may move it).
+    audio: Any = None
+    # Open media taps: tap id -> bridge.MediaTap; tap_ids is read by the bridge clock thread.
+    media_taps: dict[int, Any] = field(default_factory=dict)
+    tap_ids: tuple[int, ...] = ()
     recording: CallRecording | None = None
     recording_path: str | None = None
     taps: list[Any] = field(default_factory=list)

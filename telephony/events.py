@@ -161,6 +161,21 @@ class CallEnded(Event):
 
 
 @dataclass(frozen=True)
+class HeadsetState(Event):
+    """The leg to the agent's own phone: "connecting", "connected" or "disconnected" (with code and cause).
+
+    Not a customer call: it has no call row, recording or CallStarted/CallEnded events.
+    """
+
+    state: str
+    uri: str
+    call_id: str
+    sip_code: int | None = None
+    cause: str | None = None
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class SeatError(Event):
     """An exception inside a pjsua2 callback (SWIG would otherwise swallow it)."""
 
@@ -175,7 +190,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         SeatReady, SeatCrashed, CallStarted, IncomingRejected, CallRinging, CallEarlyMedia, CallAnswered,
         CallHeld, CallMuted, DtmfReceived, CallTransferred, ConsultStarted, ConsultEnded, RecordingStarted,
-        RecordingClosed, CallEnded, SeatError,
+        RecordingClosed, CallEnded, HeadsetState, SeatError,
     )
 }
 

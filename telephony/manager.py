@@ -115,15 +115,19 @@ class SeatManager:
 
     async def _spawn(self, seat: _Seat) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        media_parent, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             seat.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()), "--config", seat.cfg.to_json(),
-                pass_fds=[child.fileno()], stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()),
+                "--media-fd", str(media_child.fileno()), "--config", seat.cfg.to_json(),
+                pass_fds=[child.fileno(), media_child.fileno()], stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
             child.close()
+            media_child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        seat.client = SeatClient(seat.cfg.name, reader, writer, self.command_timeout)
+        media = await asyncio.open_unix_connection(sock=media_parent)
+        seat.client = SeatClient(seat.cfg.name, reader, writer, self.command_timeout, media=media)
         seat.calls.clear()
         try:
             await asyncio.wait_for(self._until_ready(seat), self.start_timeout)
