@@ -541,7 +541,11 @@ class Seat:
             self.handle.ep.libHandleEvents(10)
         for state in self.calls.values():
             self._close_recording(state)
+            # The bridge holds calls too (the headset leg, tap ports whose callbacks point at the call):
+            # every Call must be freed before libDestroy, or pjsua asserts in pjsua_call_set_user_data.
+            self.bridge.close_call(state)
         self.calls.clear()
+        self.bridge.headset = None
         self._dead.clear()
         self.account.shutdown()
         self.account = None

@@ -3,53 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import wave
 
 import numpy as np
 import pytest
-from sip_helpers import DEADLINE, speech_wav, wait_until
+from sip_helpers import (
+    DEADLINE,
+    best_loop_correlation,
+    envelope,
+    read_wav,
+    speech_wav,
+    tone_frames,
+    tone_share,
+    wait_until,
+)
 
 from telephony import events as ev
 from telephony.frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from telephony.protocol import CommandError
 
 SEAT = "seat1"
-TONE_HZ = 1000
-
-
-def _envelope(samples: np.ndarray) -> np.ndarray:
-    """RMS per 20 ms frame."""
-    usable = len(samples) // FRAME_SAMPLES * FRAME_SAMPLES
-    frames = samples[:usable].astype(np.float64).reshape(-1, FRAME_SAMPLES)
-    return np.sqrt((frames ** 2).mean(axis=1))
-
-
-def _best_loop_correlation(heard: np.ndarray, played: np.ndarray) -> float:
-    """Highest correlation of the heard envelope with the (looped) played envelope at any start offset."""
-    looped = np.tile(played, len(heard) // len(played) + 2)
-    scores = []
-    for lag in range(len(played)):
-        window = looped[lag:lag + len(heard)]
-        scores.append(np.corrcoef(heard, window)[0, 1])
-    return float(np.nanmax(scores))
-
-
-def _tone_share(samples: np.ndarray, hz: float = TONE_HZ) -> float:
-    """Share of the signal's energy within 50 Hz of `hz`."""
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
-    freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
-    return float(spectrum[np.abs(freqs - hz) < 50].sum() / max(spectrum.sum(), 1e-9))
-
-
-def _tone_frames(seconds: float) -> list[bytes]:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    pcm = (8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype("<i2").tobytes()
-    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
-
-
-def _read_wav(path) -> tuple[np.ndarray, int, int]:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getnchannels(), w.getframerate()
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +59,12 @@ async def test_tap_streams_the_customer_and_injected_audio_reaches_the_call(seat
     recording = (await log.first(ev.RecordingStarted, call_id)).path
 
     first, second = Collector(await client.open_tap(call_id)), Collector(await client.open_tap(call_id))
-    played_seconds = _read_wav(counting)[0].size / SAMPLE_RATE
+    played_seconds = read_wav(counting)[0].size / SAMPLE_RATE
     # Two loops of the customer's words, heard live, 50 frames a second per direction.
     await wait_until(lambda: len(first.frames["customer"]) >= 2 * played_seconds * 50, timeout=DEADLINE,
                      what="two loops of the customer tapped")
 
-    for frame in _tone_frames(1.0):
+    for frame in tone_frames(1.0):
         await first.tap.inject(frame, to="both")
     tone_from = len(first.frames["agent"])
     await wait_until(lambda: len(first.frames["agent"]) >= tone_from + 100, what="2 s of the agent direction")
@@ -101,22 +73,22 @@ async def test_tap_streams_the_customer_and_injected_audio_reaches_the_call(seat
     await wait_until(lambda: first.ended and second.ended, what="the taps to end with the call")
 
     # The customer direction is the played file, word for word (energy envelope, codec and all).
-    tapped = _envelope(first.samples("customer"))
-    played = _envelope(_read_wav(counting)[0])
-    assert _best_loop_correlation(tapped[-int(1.5 * len(played)):], played) > 0.8
-    again = _envelope(second.samples("customer"))
-    assert _best_loop_correlation(again[-int(1.5 * len(played)):], played) > 0.8, "a second tap hears it too"
+    tapped = envelope(first.samples("customer"))
+    played = envelope(read_wav(counting)[0])
+    assert best_loop_correlation(tapped[-int(1.5 * len(played)):], played) > 0.8
+    again = envelope(second.samples("customer"))
+    assert best_loop_correlation(again[-int(1.5 * len(played)):], played) > 0.8, "a second tap hears it too"
 
     # The injected tone went out as the agent side: in the tap, the seat's left channel and the customer's ear.
     agent = first.samples("agent")[tone_from * FRAME_SAMPLES:]
-    assert _tone_share(agent) > 0.8 and np.sqrt((agent.astype(float) ** 2).mean()) > 1000
-    stereo, channels, _ = _read_wav(closed.path)
+    assert tone_share(agent) > 0.8 and np.sqrt((agent.astype(float) ** 2).mean()) > 1000
+    stereo, channels, _ = read_wav(closed.path)
     left = stereo[0::2]
-    assert channels == 2 and _tone_share(left) > 0.8 and np.abs(left).max() > 4000
+    assert channels == 2 and tone_share(left) > 0.8 and np.abs(left).max() > 4000
     await wait_until(lambda: any(r.get("sim") == "ended" for r in sim.reports()), what="the sim to hang up")
-    await wait_until(lambda: heard.exists() and _read_wav(heard)[0].size > SAMPLE_RATE, what="the sim's recording")
-    customer_heard, _, rate = _read_wav(heard)
-    assert rate == SAMPLE_RATE and _tone_share(customer_heard) > 0.5 and np.abs(customer_heard).max() > 4000
+    await wait_until(lambda: heard.exists() and read_wav(heard)[0].size > SAMPLE_RATE, what="the sim's recording")
+    customer_heard, _, rate = read_wav(heard)
+    assert rate == SAMPLE_RATE and tone_share(customer_heard) > 0.5 and np.abs(customer_heard).max() > 4000
     assert recording == closed.path
 
 
