@@ -31,6 +31,8 @@ class CallOwner(Protocol):
     def on_incoming_call(self, account: SeatAccount, pj_call_id: int, source: str) -> None: ...
     def on_transfer_request(self, call: SeatCall, target: str) -> SeatCall | None: ...
     def on_stream_destroyed(self, call: SeatCall, stream_index: int) -> None: ...
+    def on_replace_request(self, call: SeatCall) -> int: ...
+    def on_call_replaced(self, call: SeatCall, new_pj_call_id: int) -> SeatCall | None: ...
     def callback_error(self, where: str, error: BaseException, call: SeatCall | None = None) -> None: ...
 
 
@@ -97,6 +99,26 @@ class SeatCall(pj.Call):
         except Exception as e:  # noqa: BLE001
             prm.statusCode = 500
             self.owner.callback_error("onCallTransferRequest", e, self)
+
+    def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
+        # An INVITE with Replaces for this call: it skips onIncomingCall (and so the allowed-peer check),
+        # so the owner decides here; 0 keeps pjsua's answer (accept).
+        try:
+            code = self.owner.on_replace_request(self)
+            if code:
+                prm.statusCode = code
+        except Exception as e:  # noqa: BLE001
+            prm.statusCode = 500
+            self.owner.callback_error("onCallReplaceRequest", e, self)
+
+    def onCallReplaced(self, prm: Any) -> None:  # noqa: N802
+        # The replacing call needs our own Call object, or its states and media go unseen.
+        try:
+            new_call = self.owner.on_call_replaced(self, prm.newCallId)
+            if new_call is not None:
+                prm.newCall = new_call
+        except Exception as e:  # noqa: BLE001
+            self.owner.callback_error("onCallReplaced", e, self)
 
     def _guard(self, where: str, fn: Callable[[SeatCall], None]) -> None:
         try:
@@ -165,3 +187,28 @@ class FrameTap(pj.AudioMediaPort):
                 self.sink(None)
         except Exception:  # noqa: BLE001 - never raise into the bridge thread
             log.exception("frame tap %s", self)
+
+
+class FrameSource(pj.AudioMediaPort):
+    """A bridge port that plays frames from a deque (injected audio); silence when it is empty.
+
+    Runs on the bridge clock thread: it pops one frame and returns.
+    """
+
+    def __init__(self, name: str, frames: Any) -> None:
+        super().__init__()
+        self.frames = frames
+        self.createPort(name, audio_format())
+
+    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+        try:
+            data = self.frames.popleft()
+        except IndexError:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+            return
+        try:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            frame.buf = pj.ByteVector(data)
+            frame.size = len(data)
+        except Exception:  # noqa: BLE001 - never raise into the bridge thread
+            log.exception("frame source %s", self)

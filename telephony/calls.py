@@ -37,9 +37,25 @@ class CallState:
     early_media: bool = False
     held_local: bool = False
     held_remote: bool = False
+    muted: bool = False
     transfer_target: str | None = None
+    # Attended transfer: on the customer call, the consult leg's id; on the consult leg, the customer call's id.
+    consult_call_id: str | None = None
+    consult_of: str | None = None
+    # How the consult leg ended, set by the command that ends it ("cancelled", "transferred").
+    consult_outcome: str | None = None
     play_path: str | None = None
     player: Any = None
+    # "customer" for a call to or from a customer; "headset" for the leg to the agent's own phone.
+    role: str = "customer"
+    # The "this call is recorded" prompt played to the customer at answer.
+    announce_path: str | None = None
+    announcer: Any = None
+    # The call's AudioMedia in the bridge, refreshed at every media update (a re-INVITE may move it).
+    audio: Any = None
+    # Open media taps: tap id -> bridge.MediaTap; tap_ids is read by the bridge clock thread.
+    media_taps: dict[int, Any] = field(default_factory=dict)
+    tap_ids: tuple[int, ...] = ()
     recording: CallRecording | None = None
     recording_path: str | None = None
     taps: list[Any] = field(default_factory=list)

@@ -86,6 +86,13 @@ class CallHeld(Event):
 
 
 @dataclass(frozen=True)
+class CallMuted(Event):
+    call_id: str
+    muted: bool
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class DtmfReceived(Event):
     call_id: str
     digit: str
@@ -97,6 +104,29 @@ class CallTransferred(Event):
     call_id: str
     target: str
     sip_code: int
+    ts: float = field(default_factory=_now)
+    # Set for an attended transfer: the consult leg whose far end now has the customer.
+    consult_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsultStarted(Event):
+    """The agent put call_id on hold and is calling target on a second leg (attended transfer, step 1)."""
+
+    call_id: str
+    consult_call_id: str
+    target: str
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ConsultEnded(Event):
+    """The consult leg is gone: outcome "transferred", "cancelled", "ended" (its far end hung up) or
+    "customer_ended" (the customer hung up first; the consult leg stays up as an ordinary call)."""
+
+    call_id: str
+    consult_call_id: str
+    outcome: str
     ts: float = field(default_factory=_now)
 
 
@@ -131,6 +161,21 @@ class CallEnded(Event):
 
 
 @dataclass(frozen=True)
+class HeadsetState(Event):
+    """The leg to the agent's own phone: "connecting", "connected" or "disconnected" (with code and cause).
+
+    Not a customer call: it has no call row, recording or CallStarted/CallEnded events.
+    """
+
+    state: str
+    uri: str
+    call_id: str
+    sip_code: int | None = None
+    cause: str | None = None
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class SeatError(Event):
     """An exception inside a pjsua2 callback (SWIG would otherwise swallow it)."""
 
@@ -144,7 +189,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
         SeatReady, SeatCrashed, CallStarted, IncomingRejected, CallRinging, CallEarlyMedia, CallAnswered,
-        CallHeld, DtmfReceived, CallTransferred, RecordingStarted, RecordingClosed, CallEnded, SeatError,
+        CallHeld, CallMuted, DtmfReceived, CallTransferred, ConsultStarted, ConsultEnded, RecordingStarted,
+        RecordingClosed, CallEnded, HeadsetState, SeatError,
     )
 }
 

@@ -2,7 +2,13 @@
 
 A dead seat is seen at once: its socket hits EOF when the kernel closes the
 process's descriptors, and the process's exit is awaited too (whichever
-comes first). The calls it held are reported in a SeatCrashed event (with the
+comes first). A seat that hangs without exiting (SIGSTOP, a pjsua2 call
+blocking its one thread) is found by a heartbeat: once the seat has reported
+SeatReady the manager pings it every `ping_interval` seconds, and a ping
+unanswered after `ping_deadline` gets the process SIGKILLed, which then goes
+the dead-seat way. No ping is sent before SeatReady: libCreate/libStart can
+take many seconds on a loaded machine, and `start_timeout` covers start-up.
+The calls a dead seat held are reported in a SeatCrashed event (with the
 recordings that were open, so the service can repair them) and the seat is
 started again.
 """
@@ -20,7 +26,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from telephony import events as ev
-from telephony.client import SeatClient, SeatUnavailable
+from telephony.client import SeatClient, SeatTimeout, SeatUnavailable
 from telephony.config import SeatConfig
 
 log = logging.getLogger("telephony.manager")
@@ -44,14 +50,22 @@ class SeatManager:
         self,
         configs: list[SeatConfig],
         *,
-        start_timeout: float = 20.0,
+        start_timeout: float = 60.0,
         command_timeout: float = 5.0,
         restart_delay: float = 0.2,
+        ping_interval: float = 1.0,
+        ping_deadline: float = 5.0,
     ) -> None:
+        # A dead process is seen within ~10 ms by EOF; the heartbeat is only for a seat that hangs while alive,
+        # which is rare, so its deadline is generous: killing a seat by mistake drops every live call on it,
+        # and on a loaded host (CPU hogs, swapping, a GC pause, a slow pjsua2 call) a healthy seat can miss a
+        # sub-second deadline. A hang is seen within ping_interval + ping_deadline (6 s by default).
         self._seats = {cfg.name: _Seat(cfg) for cfg in configs}
         self.start_timeout = start_timeout
         self.command_timeout = command_timeout
         self.restart_delay = restart_delay
+        self.ping_interval = ping_interval
+        self.ping_deadline = ping_deadline
         self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._watchers: list[asyncio.Task] = []
         self._stopping = False
@@ -101,15 +115,19 @@ class SeatManager:
 
     async def _spawn(self, seat: _Seat) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        media_parent, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             seat.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()), "--config", seat.cfg.to_json(),
-                pass_fds=[child.fileno()], stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()),
+                "--media-fd", str(media_child.fileno()), "--config", seat.cfg.to_json(),
+                pass_fds=[child.fileno(), media_child.fileno()], stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
             child.close()
+            media_child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        seat.client = SeatClient(seat.cfg.name, reader, writer, self.command_timeout)
+        media = await asyncio.open_unix_connection(sock=media_parent)
+        seat.client = SeatClient(seat.cfg.name, reader, writer, self.command_timeout, media=media)
         seat.calls.clear()
         try:
             await asyncio.wait_for(self._until_ready(seat), self.start_timeout)
@@ -129,8 +147,15 @@ class SeatManager:
         raise SeatStartError(f"seat {seat.cfg.name} exited with {code} before it was ready")
 
     async def _watch(self, seat: _Seat) -> None:
+        # Entered only after _spawn saw SeatReady, so a seat is never pinged (or killed) while it starts.
         while not self._stopping:
-            await self._forward(seat)
+            heartbeat = asyncio.create_task(self._heartbeat(seat), name=f"seat-{seat.cfg.name}-heartbeat")
+            try:
+                await self._forward(seat)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
             if self._stopping:
                 return
             await self._crashed(seat)
@@ -140,6 +165,22 @@ class SeatManager:
         async for event in seat.client.events():
             self._track(seat, event)
             self._events.put_nowait(event)
+
+    async def _heartbeat(self, seat: _Seat) -> None:
+        """Ping the seat; one that misses the deadline is hung: SIGKILL it so its socket hits EOF."""
+        client, proc = seat.client, seat.proc
+        while not client.closed.is_set():
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await client.request("ping", timeout=self.ping_deadline)
+            except SeatTimeout:
+                log.error("seat %s missed a ping (%.2fs): killing it", seat.cfg.name, self.ping_deadline)
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGKILL)
+                return
+            except SeatUnavailable:
+                return
 
     def _track(self, seat: _Seat, event: ev.Event) -> None:
         if isinstance(event, ev.CallStarted):

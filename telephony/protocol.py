@@ -12,7 +12,11 @@ from typing import Any
 
 from telephony.events import Event, to_dict
 
-COMMANDS = ("dial", "answer", "hangup", "hold", "unhold", "send_dtmf", "transfer", "ping", "shutdown")
+COMMANDS = (
+    "dial", "answer", "hangup", "hold", "unhold", "mute", "unmute", "send_dtmf", "transfer",
+    "consult", "complete_transfer", "cancel_consult", "open_tap", "close_tap", "headset_connect",
+    "headset_disconnect", "ping", "shutdown",
+)
 # A line longer than this is a bug or an attack, not a command.
 MAX_LINE = 64 * 1024
 

@@ -50,6 +50,7 @@ class Sim:
         self._dead: list[Any] = []
         self.running = True
         self.calls_seen = 0
+        self.recordings_made = 0
 
     def say(self, what: str, **fields: Any) -> None:
         print(json.dumps({"sim": what, **fields}), file=self.args.report, flush=True)
@@ -144,12 +145,32 @@ class Sim:
             sim_call.player.startTransmit(audio)
         if self.args.record and sim_call.recorder is None:
             sim_call.recorder = pj.AudioMediaRecorder()
-            sim_call.recorder.createRecorder(self.args.record)
+            sim_call.recorder.createRecorder(self._record_path())
         if sim_call.recorder is not None:
             audio.startTransmit(sim_call.recorder)
 
+    def _record_path(self) -> str:
+        """--record for the first call; NAME-2.wav, NAME-3.wav ... for later ones (a transfer's new leg)."""
+        self.recordings_made += 1
+        if self.recordings_made == 1:
+            return self.args.record
+        base, dot, ext = self.args.record.rpartition(".")
+        path = f"{base}-{self.recordings_made}.{ext}" if dot else f"{self.args.record}-{self.recordings_made}"
+        self.say("recording", path=path)
+        return path
+
     def on_dtmf(self, call: SeatCall, digit: str) -> None:
         self.say("dtmf", digit=digit)
+
+    def on_replace_request(self, call: SeatCall) -> int:
+        return 0  # accept: the sim plays the target of an attended transfer
+
+    def on_call_replaced(self, call: SeatCall, new_pj_call_id: int) -> SeatCall | None:
+        """An INVITE with Replaces took over `call` (attended transfer): the new leg is ours to follow."""
+        new_call = SeatCall(self.account, self, str(uuid.uuid4()), new_pj_call_id)
+        self.calls[new_call.call_id] = SimCall(new_call)
+        self.say("replaced", remote=new_call.getInfo().remoteUri)
+        return new_call
 
     def on_transfer_status(self, call: SeatCall, code: int, final: bool) -> None:
         pass

@@ -19,7 +19,10 @@ from array import array
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from telephony import events as ev
+from telephony.frames import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
 # Generous: these run on a loaded 2-core machine next to other test suites.
@@ -158,3 +161,57 @@ def mono_rms(path: str | Path) -> float:
             return _rms(array("h", w.readframes(w.getnframes())))
     except (OSError, EOFError, wave.Error):
         return 0.0
+
+
+# --- audio checks on 16 kHz mono s16 (numpy) ------------------------------------------------
+
+TONE_HZ = 1000
+
+
+def envelope(samples: np.ndarray) -> np.ndarray:
+    """RMS per 20 ms frame."""
+    usable = len(samples) // FRAME_SAMPLES * FRAME_SAMPLES
+    frames = samples[:usable].astype(np.float64).reshape(-1, FRAME_SAMPLES)
+    return np.sqrt((frames ** 2).mean(axis=1))
+
+
+def best_loop_correlation(heard: np.ndarray, played: np.ndarray) -> float:
+    """Highest correlation of the heard envelope with the (looped) played envelope at any start offset."""
+    looped = np.tile(played, len(heard) // len(played) + 2)
+    scores = []
+    for lag in range(len(played)):
+        window = looped[lag:lag + len(heard)]
+        scores.append(np.corrcoef(heard, window)[0, 1])
+    return float(np.nanmax(scores))
+
+
+def tone_share(samples: np.ndarray, hz: float = TONE_HZ) -> float:
+    """Share of the signal's energy within 50 Hz of `hz`."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(samples), 1 / SAMPLE_RATE)
+    return float(spectrum[np.abs(freqs - hz) < 50].sum() / max(spectrum.sum(), 1e-9))
+
+
+def tone_frames(seconds: float) -> list[bytes]:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pcm = (8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype("<i2").tobytes()
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+def read_wav(path) -> tuple[np.ndarray, int, int]:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2"), w.getnchannels(), w.getframerate()
+
+
+def peak_tone_share(samples: np.ndarray, seconds: float = 0.5, hz: float = TONE_HZ) -> float:
+    """The highest tone_share over windows of `seconds`: finds a tone burst inside other audio."""
+    step = int(seconds * SAMPLE_RATE)
+    windows = [samples[i:i + step] for i in range(0, len(samples) - step + 1, step // 2)]
+    return max((tone_share(w, hz) for w in windows if np.abs(w).max() > 1000), default=0.0)
+
+
+def best_correlation(heard: np.ndarray, played: np.ndarray) -> float:
+    """Highest correlation of the played envelope with any stretch of the heard one (played once)."""
+    scores = [np.corrcoef(heard[lag:lag + len(played)], played)[0, 1] for lag in range(len(heard) - len(played) + 1)]
+    return float(np.nanmax(scores)) if scores else 0.0
+

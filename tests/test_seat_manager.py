@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 import wave
 
@@ -55,6 +58,47 @@ async def test_killed_seat_reports_its_calls_restarts_and_keeps_the_audio(seat, 
         assert w.getnframes() / 16_000 == pytest.approx(kept)
     _, customer = channel_rms(path)
     assert customer > 300
+
+
+async def test_hung_seat_is_killed_reported_and_restarted(seat, talking_sim):
+    manager, log = seat
+    old_pid = manager.pid(SEAT)
+    call_id = await manager.seat(SEAT).dial(talking_sim.uri)
+    path = (await log.first(ev.RecordingStarted, call_id)).path
+
+    stopped_at = time.time()
+    os.kill(old_pid, signal.SIGSTOP)  # alive but silent, like a pjsua2 call blocking the seat's one thread
+
+    # A hang is seen within ping_interval + ping_deadline; 2 s more allows for a loaded machine.
+    allowed = manager.ping_interval + manager.ping_deadline + 2
+    crashed = await log.first(ev.SeatCrashed, timeout=allowed + 5)
+    assert crashed.ts - stopped_at < allowed, "a hung seat must be noticed like a dead one"
+    assert crashed.call_ids == (call_id,)
+    assert crashed.recordings == (path,)
+    assert crashed.exit_code == -signal.SIGKILL
+
+    await wait_until(lambda: manager.restarts(SEAT) == 1, timeout=10, what="the seat to restart")
+    assert manager.pid(SEAT) != old_pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)
+    assert (await manager.seat(SEAT).ping())["calls"] == []
+
+
+async def test_busy_seat_on_a_loaded_machine_is_not_killed(seat, talking_sim):
+    manager, log = seat
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        call_id = await manager.seat(SEAT).dial(talking_sim.uri)
+        await log.first(ev.RecordingStarted, call_id)
+        await asyncio.sleep(3)  # some fifteen heartbeats with every core taken
+        await manager.seat(SEAT).hangup(call_id)
+        await log.first(ev.CallEnded, call_id)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert log.of(ev.SeatCrashed) == []
+    assert manager.restarts(SEAT) == 0
 
 
 async def test_an_unknown_seat_is_unavailable(seat):

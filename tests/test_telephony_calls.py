@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
+import wave
+from array import array
 
 import pytest
 from sip_helpers import (
@@ -217,3 +221,71 @@ async def test_bad_commands_get_clear_errors(seat):
         await client.dial("tel:+8613800138000")
     with pytest.raises(CommandError, match="no call"):
         await client.hangup("00000000-0000-0000-0000-000000000000")
+
+
+def _tone_wav(path, seconds: float, hz: float = 440.0, amplitude: int = 8000):
+    step = 2 * math.pi * hz / 16_000
+    samples = array("h", (int(amplitude * math.sin(step * n)) for n in range(int(seconds * 16_000))))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+def _silent_stretches(samples, rate: int, window_s: float = 0.1, silent_below: float = 50.0) -> list[float]:
+    """Lengths in seconds of the runs of silent windows, in order."""
+    window = int(rate * window_s)
+    runs, current = [], 0
+    for start in range(0, len(samples) - window + 1, window):
+        chunk = samples[start:start + window]
+        rms = math.sqrt(sum(x * x for x in chunk) / window)
+        if rms < silent_below:
+            current += 1
+        elif current:
+            runs.append(current * window_s)
+            current = 0
+    if current:
+        runs.append(current * window_s)
+    return runs
+
+
+async def test_muted_agent_is_not_heard_by_the_customer_nor_recorded(seat, peers, tmp_path):
+    manager, log = seat
+    heard = tmp_path / "sim-heard.wav"
+    tone = _tone_wav(tmp_path / "agent-tone.wav", 20)
+    sim = await peers("--answer-after", "0", "--record", str(heard))
+    client = manager.seat(SEAT)
+    call_id = await client.dial(sim.uri, play=str(tone))
+    await log.first(ev.CallAnswered, call_id)
+
+    await asyncio.sleep(1.5)
+    await client.mute(call_id)
+    await asyncio.sleep(2.0)
+    await client.unmute(call_id)
+    await asyncio.sleep(1.5)
+    await client.hangup(call_id)
+    await log.first(ev.CallEnded, call_id)
+    closed = await log.first(ev.RecordingClosed, call_id)
+
+    assert [e.muted for e in log.of(ev.CallMuted, call_id)] == [True, False]
+    await wait_until(lambda: mono_rms(heard) > 300, what="the sim's recording to be finalised")
+    with wave.open(str(heard)) as w:
+        rate = w.getframerate()
+        customer_heard = array("h", w.readframes(w.getnframes()))
+    with wave.open(closed.path) as w:
+        left = array("h", w.readframes(w.getnframes()))[0::2]
+
+    for name, samples, rate_ in (("customer heard", customer_heard, rate), ("recording left", left, 16_000)):
+        # One silent stretch about as long as the mute (the edges are trimmed to 100 ms windows), with the
+        # tone both before and after it: the agent was heard, then not, then again.
+        stretches = [s for s in _silent_stretches(samples, rate_) if s >= 0.5]
+        assert len(stretches) == 1, f"{name}: silent stretches {stretches}"
+        assert 1.4 <= stretches[0] <= 2.6, f"{name}: muted for {stretches[0]} s"
+        assert _tail_loud(samples, rate_), f"{name}: the agent is not heard after unmute"
+
+
+def _tail_loud(samples, rate: int, seconds: float = 0.5) -> bool:
+    tail = samples[-int(rate * (seconds + 0.3)):-int(rate * 0.3)]
+    return math.sqrt(sum(x * x for x in tail) / len(tail)) > 1000
