@@ -218,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.report = _stdout_for_reports()
     sim = Sim(args)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(sim, "running", False))
+    # SIGINT too: Ctrl-C on `make run` reaches the whole process group, the service's demo trunk included.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(sim, "running", False))
     sim.run()
     return 0
 
