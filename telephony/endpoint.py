@@ -8,6 +8,7 @@ thread still runs the bridge; see adapter.FrameTap).
 from __future__ import annotations
 
 import gc
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,12 @@ from telephony.adapter import LogSink
 from telephony.config import SUPPORTED_CODECS, SeatConfig
 from telephony.frames import FRAME_MS, SAMPLE_RATE
 
+log = logging.getLogger("telephony.endpoint")
+
 # The wheel is built with PJSUA_MAX_CALLS = 4; asking for more fails at libInit.
 MAX_CALLS = 4
+# The first pjproject release with the security fixes the PyPI wheel (2.15.1) lacks.
+FIXED_RELEASE = (2, 16)
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
 
 
@@ -37,6 +42,8 @@ def _ep_config(cfg: SeatConfig, log_sink: LogSink, user_agent: str) -> Any:
     ua.maxCalls = MAX_CALLS
     ua.userAgent = user_agent
     ua.mwiUnsolicitedEnabled = False
+    # No ua.nameserver on purpose: without pjsip's own DNS resolver a registrar or proxy host is
+    # looked up with getaddrinfo (A/AAAA) only, never through DNS SRV or NAPTR records.
     for server in cfg.stun_servers:
         ua.stunServer.append(server)
     ep_cfg.logConfig.level = cfg.pjsip_log_level
@@ -74,6 +81,7 @@ def _codecs(ep: Any, order: tuple[str, ...]) -> None:
 def start_endpoint(cfg: SeatConfig, user_agent: str) -> EndpointHandle:
     ep = pj.Endpoint()
     ep.libCreate()
+    _log_version(ep)
     log_sink = LogSink()
     ep.libInit(_ep_config(cfg, log_sink, user_agent))
     transport_id = _transport(ep, cfg)
@@ -81,6 +89,16 @@ def start_endpoint(cfg: SeatConfig, user_agent: str) -> EndpointHandle:
     ep.audDevManager().setNullDev()
     _codecs(ep, cfg.codecs)
     return EndpointHandle(ep, log_sink, transport_id)
+
+
+def _log_version(ep: Any) -> None:
+    """Which pjproject this process runs, read from the library itself (the README names it too)."""
+    version = ep.libVersion()
+    if (version.major, version.minor) < FIXED_RELEASE:
+        log.warning("pjproject %s: without the security fixes of pjproject 2.16 and 2.17; "
+                    "keep seats behind a PBX/SBC and list the trunks in telephony.allowed_peers", version.full)
+    else:
+        log.info("pjproject %s", version.full)
 
 
 def account_config(cfg: SeatConfig, user: str) -> Any:

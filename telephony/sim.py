@@ -132,6 +132,8 @@ class Sim:
                 self._connect(sim_call, call.getAudioMedia(mi.index))
 
     def _connect(self, sim_call: SimCall, audio: Any) -> None:
+        # Open both files before connecting either: the player and the recorder then join the
+        # bridge microseconds apart (in the same tick), so the recording's sample 0 is the player's sample 0.
         if self.args.play and sim_call.player is None:
             sim_call.player = pj.AudioMediaPlayer()
             if len(self.args.play) == 1:
@@ -141,11 +143,11 @@ class Sim:
                 for name in self.args.play:
                     files.append(name)
                 sim_call.player.createPlaylist(files, "sim", 0 if self.args.loop else pj.PJMEDIA_FILE_NO_LOOP)
-        if sim_call.player is not None:
-            sim_call.player.startTransmit(audio)
         if self.args.record and sim_call.recorder is None:
             sim_call.recorder = pj.AudioMediaRecorder()
             sim_call.recorder.createRecorder(self._record_path())
+        if sim_call.player is not None:
+            sim_call.player.startTransmit(audio)
         if sim_call.recorder is not None:
             audio.startTransmit(sim_call.recorder)
 
@@ -237,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.report = _stdout_for_reports()
     sim = Sim(args)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(sim, "running", False))
+    # SIGINT too: Ctrl-C on `make run` reaches the whole process group, the service's demo trunk included.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(sim, "running", False))
     sim.run()
     return 0
 

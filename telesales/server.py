@@ -11,9 +11,10 @@ from types import SimpleNamespace
 from aiohttp import web
 
 from crm import users as user_store
-from telephony.manager import SeatManager
+from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
+from telesales.demo_trunk import demo_trunk_config, start_demo_trunk
 from telesales.qa_workers import qa_workers
 from telesales.seats import SeatService, seat_configs
 
@@ -40,6 +41,7 @@ def public_url(settings: SimpleNamespace) -> str:
 async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | None]:
     """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
+    demo_cfg = demo_trunk_config(settings)  # checked before anything is started
     pool = await store.open_pool(settings, catalog)
     workers = qa_workers(settings, await store.database_url(settings))  # QA worker processes, not in this one
     # Seats start with the service (none when telephony.seats = 0); the start also
@@ -48,9 +50,13 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
                         qa_scorecard=settings.qa.scorecard)
     await seats.start()
     await workers.start()
+    # Without a SIP provider, a stand-in carrier to call (in the background: /health does not wait).
+    demo_trunk = start_demo_trunk(demo_cfg)
     app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
 
     async def shut_down(_app):
+        if demo_trunk is not None:
+            await demo_trunk.stop()
         await workers.stop()
         await seats.stop()
         await pool.close()
@@ -89,5 +95,10 @@ def serve(settings: SimpleNamespace) -> int:
     except OSError as e:
         # Port taken, or the configured database unreachable: say which, no stack trace.
         print(f"telesales: cannot start: {e}", file=sys.stderr)
+        return 1
+    except SeatStartError as e:
+        # Most often the SIP port is taken, e.g. by a second `make run`.
+        print(f"telesales: cannot start: {e}; is UDP port {settings.telephony.sip_base_port} "
+              "(telephony.sip_base_port) free? telephony.seats = 0 runs without seats", file=sys.stderr)
         return 1
     return 0

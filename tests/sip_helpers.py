@@ -125,10 +125,10 @@ def start_sipp_uas(port: int) -> PeerProcess:
                         "-nostdin", "-timeout", "120s"])
 
 
-def speech_wav(folder: Path, text: str, name: str) -> Path:
+def speech_wav(folder: Path, text: str, name: str, voice: str | None = None) -> Path:
     """16 kHz mono speech made with espeak-ng and sox (the system packages tests require)."""
     raw, out = folder / f"{name}-raw.wav", folder / f"{name}.wav"
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, timeout=60)
+    subprocess.run(["espeak-ng", *(["-v", voice] if voice else []), "-w", str(raw), text], check=True, timeout=60)
     subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True, timeout=60)
     return out
 

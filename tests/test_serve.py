@@ -18,8 +18,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _start(data_dir, port):
-    env = {**os.environ, "TELESALES_DATA_DIR": str(data_dir), "TELESALES_HTTP_PORT": str(port)}
+    env = {**os.environ, "TELESALES_DATA_DIR": str(data_dir), "TELESALES_HTTP_PORT": str(port),
+           # The default seat and demo trunk ports may be taken by another service on this machine.
+           "TELESALES_TELEPHONY_SIP_BASE_PORT": str(_free_udp_port()),
+           "TELESALES_TELEPHONY_DEMO_TRUNK_PORT": str(_free_udp_port())}
     env.pop("TELESALES_DATABASE_URL", None)
     return subprocess.Popen([sys.executable, "-m", "telesales", "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
