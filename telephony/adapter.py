@@ -165,3 +165,35 @@ class FrameTap(pj.AudioMediaPort):
                 self.sink(None)
         except Exception:  # noqa: BLE001 - never raise into the bridge thread
             log.exception("frame tap %s", self)
+
+
+def _discard(frame: Any) -> None:
+    """The sink of a tap between calls."""
+
+
+class TapPool:
+    """Recording taps are reused, never destroyed while the bridge is running.
+
+    pjproject 2.15 removes a port from the conference bridge asynchronously (the
+    clock thread applies the removal on its next tick), but ~AudioMediaPort frees
+    the port at once: deleting a tap while the bridge ticks lets the clock thread
+    call into a freed port. Seen as a seat dying with SIGSEGV at a hang-up while
+    its other calls were up. A finished call's taps (no longer fed: its stream
+    and player are gone) get a sink that drops frames and wait for the next call;
+    a seat never needs more than two per call it can hold.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[FrameTap] = []
+
+    def take(self, name: str, sink: Callable[[Any], None]) -> FrameTap:
+        if not self._idle:
+            return FrameTap(name, sink)
+        tap = self._idle.pop()
+        tap.sink = sink
+        return tap
+
+    def give_back(self, taps: list[FrameTap]) -> None:
+        for tap in taps:
+            tap.sink = _discard
+            self._idle.append(tap)

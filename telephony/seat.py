@@ -26,7 +26,7 @@ import pjsua2 as pj
 
 from telephony import events as ev
 from telephony import protocol
-from telephony.adapter import FrameTap, SeatAccount, SeatCall, stream_quality
+from telephony.adapter import SeatAccount, SeatCall, TapPool, stream_quality
 from telephony.calls import CallState, classify_end
 from telephony.channel import Channel
 from telephony.config import SeatConfig
@@ -45,6 +45,7 @@ class Seat:
         self.calls: dict[str, CallState] = {}
         # Objects pjsua2 may still call during this libHandleEvents round; dropped after it.
         self._dead: list[Any] = []
+        self.taps = TapPool()
         self.rejected_incoming = 0
         self.running = True
         self.handle = start_endpoint(cfg, f"telesales-seat/{cfg.name}")
@@ -309,8 +310,8 @@ class Seat:
         state.recording, state.recording_path = rec, str(path)
         # Left = what the agent side sends into the call; right = what the customer sends.
         state.taps = [
-            FrameTap(f"rec-l-{state.call_id[:8]}", lambda f: rec.push(rec.left, f)),
-            FrameTap(f"rec-r-{state.call_id[:8]}", lambda f: rec.push(rec.right, f)),
+            self.taps.take(f"rec-l-{state.call_id[:8]}", lambda f: rec.push(rec.left, f)),
+            self.taps.take(f"rec-r-{state.call_id[:8]}", lambda f: rec.push(rec.right, f)),
         ]
         self.emit(ev.RecordingStarted(self.cfg.name, state.call_id, str(path)))
 
@@ -318,7 +319,7 @@ class Seat:
         log.error("recording of call %s failed: %s", state.call_id, error)
         if state.recording is not None:
             state.recording.writer.abandon()
-        self._dead.extend(state.taps)
+        self.taps.give_back(state.taps)
         state.recording, state.taps = None, []
         self.emit(ev.RecordingClosed(self.cfg.name, state.call_id, state.recording_path or "", "failed_storage",
                                      None, 0.0, 0))
@@ -341,7 +342,8 @@ class Seat:
         side, cause = classify_end(state, info.lastStatusCode)
         self.calls.pop(state.call_id, None)
         # Never freed inside its own callback: the loop drops these after libHandleEvents returns.
-        self._dead.extend([state.call, state.player, *state.taps])
+        self._dead.extend([state.call, state.player])
+        self.taps.give_back(state.taps)
         state.player, state.taps = None, []
         quality = dataclasses.asdict(state.quality) if state.quality else None
         self.emit(ev.CallEnded(self.cfg.name, state.call_id, info.lastStatusCode, info.lastReason, side, cause,
@@ -364,6 +366,7 @@ class Seat:
             self._close_recording(state)
         self.calls.clear()
         self._dead.clear()
+        self.taps = None  # before libDestroy; the process is going, so the bridge race (TapPool) no longer matters
         self.account.shutdown()
         self.account = None
         stop_endpoint(self.handle, registered=bool(self.cfg.account.registrar))
