@@ -192,6 +192,7 @@ class Step:
     seat_rss_mib: float = 0.0
     lost_calls: list[str] = field(default_factory=list)  # recordings that lost frames
     worst_missing_frames: int = 0
+    worst_after_start: int = 0  # the same, counted from RecordingStarted: frames lost once the file was open
     tap_drops: int = 0
     note: str = ""
 
@@ -250,13 +251,14 @@ async def run_step(fleet: Fleet, sipp: Sipp, calls: int, hold: float, cps: float
     await _until(lambda: len(fleet.of(ev.CallEnded, ids)) >= len(ids), 30)
     if step.recording:
         await _until(lambda: len(fleet.of(ev.RecordingClosed, set(answered))) >= len(answered), 30)
-        check_recordings(step, answered, hangup_sent, fleet.of(ev.RecordingClosed, set(answered)))
+        started = fleet.of(ev.RecordingStarted, set(answered))
+        check_recordings(step, answered, started, hangup_sent, fleet.of(ev.RecordingClosed, set(answered)))
     fleet.events.clear()
     return step
 
 
-def check_recordings(step: Step, answered: dict[str, ev.Event], hangup_sent: dict[str, float],
-                     closed: dict[str, ev.Event]) -> None:
+def check_recordings(step: Step, answered: dict[str, ev.Event], started: dict[str, ev.Event],
+                     hangup_sent: dict[str, float], closed: dict[str, ev.Event]) -> None:
     """Every answered call's WAV must hold a frame for every 20 ms it was up, and the taps must have dropped none.
 
     "Up" is counted from the answer (the seat's event) to when the hang-up was sent: the recording
@@ -273,6 +275,9 @@ def check_recordings(step: Step, answered: dict[str, ev.Event], hangup_sent: dic
         missing = expected - frames
         step.tap_drops += rec.lost_frames
         step.worst_missing_frames = max(step.worst_missing_frames, missing)
+        if call_id in started:
+            after = int((hangup_sent[call_id] - started[call_id].ts) * 1000 // FRAME_MS) - frames
+            step.worst_after_start = max(step.worst_after_start, after)
         if missing > FRAME_TOLERANCE or rec.lost_frames:
             step.lost_calls.append(call_id)
         os.unlink(rec.path)
@@ -291,8 +296,9 @@ async def _until(condition, timeout: float) -> bool:
 
 def describe(step: Step) -> str:
     mark = "ok  " if step.passed else "FAIL"
-    lost = f"lost-frame calls {len(step.lost_calls)} (worst {step.worst_missing_frames} frames, tap drops " \
-           f"{step.tap_drops})" if step.recording else "not recorded"
+    lost = f"lost-frame calls {len(step.lost_calls)} (worst {step.worst_missing_frames} frames, " \
+           f"{step.worst_after_start} after the file opened, tap drops {step.tap_drops})" \
+        if step.recording else "not recorded"
     return (f"{mark} {step.calls:4d} calls  answered {step.answered:4d}  setup p50 "
             f"{statistics.median(step.setup_ms) if step.setup_ms else math.nan:6.1f} ms p95 {step.p95_ms:6.1f} ms  "
             f"seats {step.seat_cpu_pct:6.1f}% cpu ({step.per_call(step.seat_cpu_pct):.2f}%/call) "
