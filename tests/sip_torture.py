@@ -458,11 +458,10 @@ def corpus_files(data: Path) -> list[Path]:
 
 async def run(data: Path, transports: list[str], only: str = "", log_level: int = 1) -> list[Outcome]:
     files = [f for f in corpus_files(data) if not only or f.name in only.split(",")]
-    results = []
     with tempfile.TemporaryDirectory(prefix="torture-rec") as rec:
-        for transport in transports:
-            results.extend(await run_transport(transport, files, rec, log_level))
-    return results
+        # The transports use separate seats, ports and senders: run them side by side.
+        per_transport = await asyncio.gather(*(run_transport(t, files, rec, log_level) for t in transports))
+    return [outcome for outcomes in per_transport for outcome in outcomes]
 
 
 def main(argv: list[str] | None = None) -> int:
