@@ -46,6 +46,7 @@ SENDER_PORT = 5060
 # Other sent-by ports the corpus's Vias name: UDP responses go there.
 VIA_PORTS = (5050, 5070, 6050, 19823)
 PROBE_TIMEOUT = 10.0
+FLOOD_THREADS = 4
 
 
 class NotIsolated(Exception):
@@ -426,9 +427,9 @@ async def churn(connections: int) -> dict:
         events: list[ev.Event] = []
         collector = asyncio.create_task(collect(manager.events(), events))
 
-        def flood() -> None:
+        def flood(first: int) -> None:
             # Each connection asks OPTIONS and waits for the 200, like a monitoring probe would.
-            for n in range(connections):
+            for n in range(first, connections, FLOOD_THREADS):
                 try:
                     with socket.create_connection(("127.0.0.1", cfg.sip_port), timeout=2) as s:
                         s.sendall(probe_message("tcp", s.getsockname()[1], cfg.sip_port, n))
@@ -437,7 +438,8 @@ async def churn(connections: int) -> dict:
                     return  # the seat is gone
 
         try:
-            await asyncio.to_thread(flood)
+            # Several clients at once, so the rate does not hang on one round trip (a loaded machine).
+            await asyncio.gather(*(asyncio.to_thread(flood, i) for i in range(FLOOD_THREADS)))
             await _until_back(manager, cfg.name)
             out = Outcome("churn", "tcp")
             sender = TcpSender(cfg.sip_port)
