@@ -7,6 +7,7 @@ The owner objects are plain Python (telephony/seat.py, telephony/sim.py).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import logging
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 import pjsua2 as pj
 
-from telephony.frames import FRAME_MS, SAMPLE_RATE
+from telephony.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE
 from telephony.quality import CallQuality, call_quality
 
 log = logging.getLogger("telephony.pjsip")
@@ -166,6 +167,55 @@ def _fast_copy_works() -> bool:
 vector_bytes: Callable[[Any], bytes] = _vector_bytes_fast if _fast_copy_works() else bytes
 
 
+class _MediaFrameLayout(ctypes.Structure):
+    """pj::MediaFrame in memory: type, ByteVector buf (libstdc++: begin, end, end of storage), size."""
+
+    _fields_ = [("type", ctypes.c_int), ("begin", ctypes.c_void_p), ("end", ctypes.c_void_p),
+                ("capacity_end", ctypes.c_void_p), ("size", ctypes.c_uint)]
+
+
+_FRAME_BUFFER = ctypes.c_char * FRAME_BYTES
+
+
+def _frame_bytes_fast(frame: Any) -> bytes | None:
+    layout = _MediaFrameLayout.from_address(int(frame.this))
+    begin, end = layout.begin, layout.end
+    if layout.type != pj.PJMEDIA_FRAME_TYPE_AUDIO or not begin or not end or end <= begin:
+        return None
+    if end - begin == FRAME_BYTES:
+        return _FRAME_BUFFER.from_address(begin).raw
+    return ctypes.string_at(begin, end - begin)
+
+
+def _frame_bytes_slow(frame: Any) -> bytes | None:
+    if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+        return vector_bytes(frame.buf)
+    return None
+
+
+def _fast_frame_works() -> bool:
+    probes = []
+    for kind, payload in ((pj.PJMEDIA_FRAME_TYPE_AUDIO, bytes(range(1, 251)) * 3), (pj.PJMEDIA_FRAME_TYPE_NONE, b"")):
+        frame = pj.MediaFrame()
+        frame.type = kind
+        buf = pj.ByteVector()
+        for byte in payload[:FRAME_BYTES]:
+            buf.append(byte)
+        frame.buf, frame.size = buf, len(payload[:FRAME_BYTES])
+        probes.append(frame)
+    try:
+        return all(_frame_bytes_fast(f) == _frame_bytes_slow(f) for f in probes)
+    except (ValueError, TypeError, OSError):
+        return False
+
+
+# Each SWIG attribute read (frame.type, frame.size, frame.buf) costs ~4 us in this wheel's
+# SWIG (it formats the type's name on every lookup); reading the MediaFrame's fields in
+# place costs one. Per recorded call that is 100 callbacks a second. Checked once against
+# the attribute path, and not used if the layout differs.
+frame_bytes: Callable[[Any], bytes | None] = _frame_bytes_fast if _fast_frame_works() else _frame_bytes_slow
+
+
 class FrameTap(pj.AudioMediaPort):
     """A bridge port that receives the mix sent to it, one 20 ms frame per bridge tick.
 
@@ -180,11 +230,8 @@ class FrameTap(pj.AudioMediaPort):
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
         try:
-            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
-                self.sink(vector_bytes(frame.buf))
-            else:
-                # An idle bridge tick still counts: it keeps the two channels aligned.
-                self.sink(None)
+            # None for an idle bridge tick, which still counts: it keeps the two channels aligned.
+            self.sink(frame_bytes(frame))
         except Exception:  # noqa: BLE001 - never raise into the bridge thread
             log.exception("frame tap %s", self)
 
@@ -212,3 +259,47 @@ class FrameSource(pj.AudioMediaPort):
             frame.size = len(data)
         except Exception:  # noqa: BLE001 - never raise into the bridge thread
             log.exception("frame source %s", self)
+
+
+def _discard(frame: Any) -> None:
+    """The sink of a tap between calls."""
+
+
+class PortPool:
+    """Bridge ports written in Python are reused, never destroyed while the bridge is running.
+
+    pjproject 2.15 removes a port from the conference bridge asynchronously (the
+    clock thread applies the removal on its next tick), but ~AudioMediaPort frees
+    the port at once: deleting a port while the bridge ticks lets the clock thread
+    call into a freed port. Seen as a seat dying with SIGSEGV at a hang-up while
+    its other calls were up. A finished call's ports (no longer connected) get a
+    sink that drops frames, or an empty source, and wait for the next call; the
+    pool never grows past the most ports a seat had at once.
+    """
+
+    def __init__(self) -> None:
+        self._taps: list[FrameTap] = []
+        self._sources: list[FrameSource] = []
+
+    def tap(self, name: str, sink: Callable[[Any], None]) -> FrameTap:
+        if not self._taps:
+            return FrameTap(name, sink)
+        tap = self._taps.pop()
+        tap.sink = sink
+        return tap
+
+    def source(self, name: str, frames: Any) -> FrameSource:
+        if not self._sources:
+            return FrameSource(name, frames)
+        source = self._sources.pop()
+        source.frames = frames
+        return source
+
+    def give_back(self, ports: list[Any]) -> None:
+        for port in ports:
+            if isinstance(port, FrameTap):
+                port.sink = _discard
+                self._taps.append(port)
+            elif isinstance(port, FrameSource):
+                port.frames = collections.deque()
+                self._sources.append(port)

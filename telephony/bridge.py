@@ -22,7 +22,7 @@ from typing import Any
 import pjsua2 as pj
 
 from telephony import media_link
-from telephony.adapter import FrameSource, FrameTap
+from telephony.adapter import PortPool
 from telephony.calls import CallState
 from telephony.frames import SILENCE
 from telephony.media_link import MediaLink
@@ -54,6 +54,7 @@ class SeatBridge:
         self.link = link
         self.headset: CallState | None = None  # the agent's phone leg, while it is up
         self._drop = drop  # hands objects to the seat loop, which frees them after libHandleEvents
+        self.ports = PortPool()  # the Python-written ports (taps, injection sources): reused, never freed
         self._calls = calls
 
     # --- ports ------------------------------------------------------------------------
@@ -62,8 +63,8 @@ class SeatBridge:
         """The left/right bridge ports of a customer call; they feed the recording and the taps."""
         short = state.call_id[:8]
         state.taps = [
-            FrameTap(f"agent-{short}", lambda f: self._frame(state, 0, f)),
-            FrameTap(f"cust-{short}", lambda f: self._frame(state, 1, f)),
+            self.ports.tap(f"agent-{short}", lambda f: self._frame(state, 0, f)),
+            self.ports.tap(f"cust-{short}", lambda f: self._frame(state, 1, f)),
         ]
 
     def _frame(self, state: CallState, side: int, frame: bytes | None) -> None:
@@ -122,8 +123,8 @@ class SeatBridge:
         assert self.link is not None
         tap = MediaTap(
             tap_id,
-            FrameSource(f"whisper-{tap_id}", self.link.inject_buffer(tap_id, media_link.KIND_INJECT_AGENT)),
-            FrameSource(f"barge-{tap_id}", self.link.inject_buffer(tap_id, media_link.KIND_INJECT_BOTH)),
+            self.ports.source(f"whisper-{tap_id}", self.link.inject_buffer(tap_id, media_link.KIND_INJECT_AGENT)),
+            self.ports.source(f"barge-{tap_id}", self.link.inject_buffer(tap_id, media_link.KIND_INJECT_BOTH)),
         )
         state.media_taps[tap_id] = tap
         state.tap_ids = tuple(state.media_taps)
@@ -134,13 +135,14 @@ class SeatBridge:
         state.tap_ids = tuple(state.media_taps)
         if self.link is not None:
             self.link.forget(tap_id)
-        self._drop([tap.to_agent, tap.to_both])
+        self.ports.give_back([tap.to_agent, tap.to_both])
 
     def close_call(self, state: CallState) -> None:
         """The call is gone: end its taps (KIND_END to the service) and drop its ports."""
         for tap_id in list(state.media_taps):
             self.close_tap(state, tap_id)
-        self._drop([state.player, state.announcer, *state.taps])
+        self.ports.give_back(state.taps)
+        self._drop([state.player, state.announcer])
         state.player, state.announcer, state.taps, state.audio = None, None, [], None
         if self.headset is state:
             self.headset = None

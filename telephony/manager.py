@@ -46,6 +46,9 @@ class _Seat:
 
 
 class SeatManager:
+    # The seat process's command line (before --fd/--config); bench/concurrent_calls.py swaps in a variant.
+    seat_command: tuple[str, ...] = (sys.executable, "-m", "telephony.seat")
+
     def __init__(
         self,
         configs: list[SeatConfig],
@@ -118,7 +121,7 @@ class SeatManager:
         media_parent, media_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             seat.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "telephony.seat", "--fd", str(child.fileno()),
+                *self.seat_command, "--fd", str(child.fileno()),
                 "--media-fd", str(media_child.fileno()), "--config", seat.cfg.to_json(),
                 pass_fds=[child.fileno(), media_child.fileno()], stdin=asyncio.subprocess.DEVNULL,
             )

@@ -545,8 +545,10 @@ class Seat:
             # every Call must be freed before libDestroy, or pjsua asserts in pjsua_call_set_user_data.
             self.bridge.close_call(state)
         self.calls.clear()
+        state = None  # the loop variable would keep the last Call alive past libDestroy
         self.bridge.headset = None
         self._dead.clear()
+        self.bridge.ports = None  # before libDestroy; the process is going, so the bridge race no longer matters
         self.account.shutdown()
         self.account = None
         stop_endpoint(self.handle, registered=bool(self.cfg.account.registrar))
