@@ -76,6 +76,11 @@ async def end(conn: asyncpg.Connection, user_id: int, *, now: dt.datetime) -> No
     row = await current(conn, user_id)
     if row is not None and row["status"] == "on_call":
         raise IllegalTransition("hang up before leaving the desk", from_state="on_call", to_state=None)
+    await close_open(conn, user_id, now=now)
+
+
+async def close_open(conn: asyncpg.Connection, user_id: int, *, now: dt.datetime) -> None:
+    """End the open stretch whatever it is (logging out of the service ends the desk too)."""
     await conn.execute(
         "update agent_status_log set ended_at = greatest($2, started_at) where user_id = $1 and ended_at is null",
         user_id, now,

@@ -156,3 +156,30 @@ async def test_bad_requests_get_clear_errors(client, desk):
     await post(client, agent, "/api/v1/agent/hangup", {}, 400)
     assert (await post(client, agent, "/api/v1/agent/skip", {"lead_id": 1, "reason": ""}, 422))["fields"] == [
         "reason"]
+
+
+async def test_logging_out_ends_the_open_status_stretch(client, desk, app_ctx):
+    agent, _, _ = desk
+    resp = await client.delete("/api/v1/session", headers=h(agent))
+    assert resp.status == 200
+    async with app_ctx.pool.acquire() as c:
+        assert await c.fetchval("select count(*) from agent_status_log where ended_at is null") == 0
+
+
+async def test_a_manager_changes_a_campaigns_dialing_rules(client, login, app_ctx):
+    async with app_ctx.pool.acquire() as c:
+        campaign_id = await make.campaign(c)
+    supervisor = await login(client, "supervisor")
+    resp = await client.patch(f"/api/v1/campaigns/{campaign_id}", headers=h(supervisor), json={
+        "calling_window_start": "10:00", "calling_window_end": "20:30", "max_attempts_per_day": 2,
+        "requires_consent": True, "allowed_prefixes": ["+86", "+852"], "callbacks_any_agent": True})
+    assert resp.status == 200, await resp.text()
+    row = await resp.json()
+    assert (row["calling_window_start"], row["calling_window_end"]) == ("10:00:00", "20:30:00")
+    assert row["allowed_prefixes"] == ["+86", "+852"] and row["callbacks_any_agent"] and row["requires_consent"]
+    bad = await client.patch(f"/api/v1/campaigns/{campaign_id}", headers=h(supervisor),
+                             json={"allowed_prefixes": ["852"]})
+    assert bad.status == 422 and (await bad.json())["fields"] == ["allowed_prefixes"]
+    assert (await client.patch("/api/v1/campaigns/999999", headers=h(supervisor), json={"script": "x"})).status == 404
+    agent = await login(client, "agent")
+    assert (await client.patch(f"/api/v1/campaigns/{campaign_id}", headers=h(agent), json={})).status == 403
