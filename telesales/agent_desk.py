@@ -29,6 +29,7 @@ log = logging.getLogger("telesales.desk")
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 CALLBACKS_AHEAD = dt.timedelta(hours=12)  # "my callbacks" shows what is due within this
+WRAP_UP_TIMEOUT = "wrap_up_timeout"  # the pause reason of an agent whose wrap-up ran too long
 
 
 class DialBlocked(UserError):
@@ -148,13 +149,22 @@ class Desk:
         )
 
     async def _settle_call_end(self, conn: asyncpg.Connection, now: dt.datetime) -> asyncpg.Record | None:
-        """On a call whose far end hung up (the seat wrote ended_at): the agent is in wrap-up now."""
+        """Transitions that follow the clock and the calls, applied when the desk is read: a call
+        whose far end hung up (the seat wrote ended_at) puts the agent in wrap-up; a wrap-up longer
+        than dialer.max_wrap_up_seconds becomes a pause (reason wrap_up_timeout)."""
         status = await agent_status.current(conn, self.agent_id)
         if status is not None and status["status"] == "on_call":
             call = await self._current_call(conn)
             if call is None or call["ended_at"] is not None:
-                status = await agent_status.set_status(conn, self.agent_id, "wrap_up", now=now,
+                ended = call["ended_at"] if call is not None else now
+                status = await agent_status.set_status(conn, self.agent_id, "wrap_up", now=min(ended, now),
                                                        campaign_id=status["campaign_id"])
+        limit = self.ctx.settings.dialer.max_wrap_up_seconds
+        if status is not None and status["status"] == "wrap_up" and limit > 0:
+            timeout_at = status["started_at"] + dt.timedelta(seconds=limit)
+            if now >= timeout_at:
+                status = await agent_status.set_status(conn, self.agent_id, "paused", reason=WRAP_UP_TIMEOUT,
+                                                       now=timeout_at, campaign_id=status["campaign_id"])
         return status
 
     # --- status -----------------------------------------------------------------------
@@ -168,9 +178,9 @@ class Desk:
             current = await self._settle_call_end(conn, now)
             if current is not None and current["status"] == "on_call":
                 raise IllegalTransition("hang up first", from_state="on_call", to_state=status)
-            if current is not None and current["status"] == "wrap_up" and status == "ready":
+            if status == "ready" and await self._current_call(conn) is not None:
                 raise IllegalTransition("record the disposition of your last call first",
-                                        from_state="wrap_up", to_state=status)
+                                        from_state=None if current is None else current["status"], to_state=status)
             if campaign_id is None and current is not None:
                 campaign_id = current["campaign_id"]
             if campaign_id is not None and await conn.fetchval(
@@ -223,6 +233,9 @@ class Desk:
                     raise Conflict(f"lead {lead_id} is not in front of you; take it first", fields=["lead_id"])
                 verdict = await self._verdict(conn, lead, now)
                 call_id = None
+                if verdict.allowed:  # the claim lasts through the call and its wrap-up
+                    await conn.execute("update leads set claim_expires_at = $2 where id = $1", lead_id,
+                                       now + dt.timedelta(minutes=self.rules.claim_minutes))
                 if verdict.allowed and not self._dials_through_seats():
                     # No SIP trunk for the desk: the agent dials on their own phone; the call is recorded here.
                     call_id = (await call_store.create_call(conn, direction="outbound", agent_id=self.agent_id,
@@ -292,6 +305,12 @@ class Desk:
             if call_id is not None and await conn.fetchval(
                     "select id from calls where id = $1 and ended_at is null", call_id) is not None:
                 raise IllegalTransition("hang up before recording the disposition", from_state="on_call")
+            lead_ref = str(body.get("lead_id")) if isinstance(body, dict) else ""
+            if call_id is None and lead_ref.isdigit() and int(lead_ref) < 2**63:
+                # Without a call, only the lead in front of the agent (record_disposition names a bad id).
+                lead = await conn.fetchrow("select claimed_by from leads where id = $1", int(lead_ref))
+                if lead is not None and lead["claimed_by"] != self.agent_id:
+                    raise Conflict(f"lead {lead_ref} is not in front of you; take it first", fields=["lead_id"])
             result = await record_disposition(
                 conn, self.ctx.catalog, body, agent_id=self.agent_id, now=now,
                 payment_methods=crm.payment_methods, departments=crm.departments,

@@ -108,6 +108,8 @@ def _check_dialer(d: dict[str, Any], fail) -> None:
     for key in ("claim_minutes", "skip_minutes", "blocked_recheck_minutes"):
         if d[key] <= 0:
             fail(f"dialer.{key}", "must be positive")
+    if d["max_wrap_up_seconds"] < 0:
+        fail("dialer.max_wrap_up_seconds", "must be 0 (no limit) or more")
     if not d["pause_reasons"]:
         fail("dialer.pause_reasons", "needs at least one reason code")
     if d["dial_uri"] and (not d["dial_uri"].startswith(("sip:", "sips:")) or "{number}" not in d["dial_uri"]):

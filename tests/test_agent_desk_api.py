@@ -183,3 +183,35 @@ async def test_a_manager_changes_a_campaigns_dialing_rules(client, login, app_ct
     assert (await client.patch("/api/v1/campaigns/999999", headers=h(supervisor), json={"script": "x"})).status == 404
     agent = await login(client, "agent")
     assert (await client.patch(f"/api/v1/campaigns/{campaign_id}", headers=h(agent), json={})).status == 403
+
+
+async def test_a_wrap_up_past_the_limit_becomes_a_pause_and_the_disposition_is_still_owed(client, desk, app_ctx):
+    from telesales.agent_desk import Desk
+
+    agent, campaign_id, lead_id = desk
+    me = {"id": agent["id"], "username": agent["username"]}
+    t0 = dt.datetime.now(dt.UTC)
+    d = Desk(app_ctx, me)
+    await d.take(lead_id, t0)
+    call = await d.dial(lead_id, t0)
+    await d.hangup(call["call_id"], t0 + dt.timedelta(seconds=40))
+    limit = app_ctx.settings.dialer.max_wrap_up_seconds
+    s = await d.state(t0 + dt.timedelta(seconds=40 + limit - 1))
+    assert s["status"]["status"] == "wrap_up"
+    s = await d.state(t0 + dt.timedelta(seconds=40 + limit + 5))
+    assert (s["status"]["status"], s["status"]["reason"]) == ("paused", "wrap_up_timeout")
+    assert s["status"]["since"] == t0 + dt.timedelta(seconds=40 + limit)
+    refused = await post(client, agent, "/api/v1/agent/status", {"status": "ready"}, 409)
+    assert "disposition" in refused["message"]
+    await post(client, agent, "/api/v1/agent/wrap-up", {"code": "NA", "call_id": call["call_id"]}, 201)
+    # A paused agent stays paused after the wrap-up; going ready is theirs to choose.
+    assert (await state(client))["status"]["status"] == "paused"
+    await post(client, agent, "/api/v1/agent/status", {"status": "ready"})
+
+
+async def test_an_agent_cannot_wrap_up_a_lead_in_front_of_someone_else(client, desk, login):
+    agent, campaign_id, lead_id = desk
+    await post(client, agent, "/api/v1/agent/take", {"lead_id": lead_id})
+    other = await login(client, "agent")
+    refused = await post(client, other, "/api/v1/agent/wrap-up", {"code": "WN", "lead_id": lead_id}, 409)
+    assert refused["fields"] == ["lead_id"]
