@@ -146,7 +146,8 @@ def window_block(facts: DialFacts, zones: tuple[str, ...], now: dt.datetime) -> 
     )
 
 
-def _destination_block(phone: str, prefixes: tuple[str, ...], default_region: str) -> Block | None:
+def destination_block(phone: str, prefixes: tuple[str, ...], default_region: str) -> Block | None:
+    """The campaign's allow pattern (a transfer to a number obeys it too: no toll fraud through a seat)."""
     if not _E164.match(phone or ""):
         return Block("invalid_number", f"{phone!r} is not an E.164 number")
     allowed = prefixes or (f"+{phonenumbers.country_code_for_region(default_region)}",)
@@ -168,7 +169,7 @@ def evaluate(facts: DialFacts, now: dt.datetime, *, default_region: str, default
         blocks.append(Block("do_not_call", "the customer is flagged do-not-call"))
     if facts.requires_consent and not facts.consent:
         blocks.append(Block("no_consent", "this campaign calls only customers who gave consent; this one has not"))
-    destination = _destination_block(facts.phone, facts.allowed_prefixes, default_region)
+    destination = destination_block(facts.phone, facts.allowed_prefixes, default_region)
     if destination is not None:
         blocks.append(destination)
     if facts.attempts_total >= facts.max_attempts_total:

@@ -29,6 +29,8 @@ log = logging.getLogger("telesales.desk")
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 CALLBACKS_AHEAD = dt.timedelta(hours=12)  # "my callbacks" shows what is due within this
+CALL_ACTIONS = ("hold", "unhold", "dtmf", "transfer")
+_DTMF = re.compile(r"[0-9*#A-D]{1,32}")
 WRAP_UP_TIMEOUT = "wrap_up_timeout"  # the pause reason of an agent whose wrap-up ran too long
 
 
@@ -37,6 +39,11 @@ class DialBlocked(UserError):
 
     status = 409
     error_id = "dial_blocked"
+
+
+class SeatRefused(UserError):
+    status = 409
+    error_id = "seat_refused"
 
 
 class NoSeat(UserError):
@@ -295,6 +302,59 @@ class Desk:
             current = await agent_status.current(conn, self.agent_id)
             await agent_status.set_status(conn, self.agent_id, "wrap_up", now=now,
                                           campaign_id=None if current is None else current["campaign_id"])
+
+    async def call_control(self, call_id: uuid.UUID, action: str, *, digits: str | None = None,
+                           number: str | None = None, agent_id: int | None = None) -> dict:
+        """Hold, resume, send DTMF or transfer (blind, to a number or an agent's phone) on my seat call."""
+        if action not in CALL_ACTIONS:
+            raise UserError(f"action must be one of {', '.join(CALL_ACTIONS)}", fields=["action"])
+        async with self.ctx.pool.acquire() as conn:
+            call = await call_store.get_call(conn, call_id)
+            if call["agent_id"] != self.agent_id:
+                raise Conflict(f"call {call_id} is not yours", fields=["call_id"])
+            if call["ended_at"] is not None:
+                raise IllegalTransition(f"call {call_id} has ended", from_state="ended")
+            if not call["seat"] or self.ctx.seats is None:
+                raise IllegalTransition("this call is on your own phone; use its buttons", from_state="on_call")
+            target = await self._transfer_target(conn, call, number, agent_id) if action == "transfer" else None
+        if action == "dtmf" and not (digits and _DTMF.fullmatch(digits)):
+            raise UserError("digits must be 1-32 of 0-9 * # A-D", fields=["digits"])
+        from telephony.client import SeatUnavailable
+        from telephony.protocol import CommandError
+
+        seat = self.ctx.seats.manager.seat(call["seat"])
+        try:
+            match action:
+                case "hold":
+                    await seat.hold(call_id)
+                case "unhold":
+                    await seat.unhold(call_id)
+                case "dtmf":
+                    await seat.send_dtmf(call_id, digits)
+                case "transfer":
+                    await seat.transfer(call_id, target)
+        except (CommandError, SeatUnavailable) as e:
+            raise SeatRefused(f"the seat could not {action}: {e}") from None
+        log.info("call control", extra={"agent_id": self.agent_id, "call_id": str(call_id), "action": action})
+        return {"call_id": str(call_id), "action": action, "target": target}
+
+    async def _transfer_target(self, conn, call, number: str | None, agent_id: int | None) -> str:
+        if (number is None) == (agent_id is None):
+            raise UserError("a transfer goes to a number or an agent_id", fields=["number", "agent_id"])
+        if agent_id is not None:
+            uri = await conn.fetchval("select sip_uri from users where id = $1 and active", agent_id)
+            if not uri:
+                raise UserError(f"agent {agent_id} has no phone (sip_uri) to transfer to", fields=["agent_id"])
+            return uri
+        e164 = customer_store.normalise_phone(number, self.rules.default_region, field="number")
+        prefixes = await conn.fetchval("select allowed_prefixes from campaigns where id = $1", call["campaign_id"])
+        block = compliance.destination_block(e164, tuple(prefixes or ()), self.rules.default_region)
+        if block is not None:
+            raise DialBlocked(f"cannot transfer to {e164}: {block.message}", fields=["number"],
+                              reasons=[block.to_json()])
+        if not self.ctx.settings.dialer.dial_uri:
+            raise UserError("no dialer.dial_uri is configured to reach numbers", fields=["number"])
+        return self.ctx.settings.dialer.dial_uri.replace("{number}", e164)
 
     async def wrap_up(self, body: dict, now: dt.datetime) -> dict:
         """The disposition (with what its code needs) and, in the same transaction, the lead's

@@ -26,11 +26,15 @@ def sim_args():
 
 
 @pytest.fixture
-async def app_ctx(db_url, tmp_path, catalog, peers, sim_args):
+async def sim(peers, sim_args):
+    return await peers(*sim_args)
+
+
+@pytest.fixture
+async def app_ctx(db_url, tmp_path, catalog, sim):
     """The app's context with one seat, and dialer.dial_uri pointing at a scripted peer."""
     from telesales.app import AppContext
 
-    sim = await peers(*sim_args)
     settings = load_settings(environ={
         "TELESALES_DATA_DIR": str(tmp_path / "var"),
         "TELESALES_TELEPHONY_SEATS": "1",
@@ -112,3 +116,38 @@ async def _poll(condition, what: str, timeout: float = DEADLINE) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def test_hold_dtmf_and_a_transfer_within_the_allowed_destinations(client, login, app_ctx, sim):
+    agent, call_id = await _dial_next(client, login, app_ctx)
+
+    async def answered():
+        return (await _call(app_ctx, call_id))["answered_at"] is not None
+
+    await _poll(answered, "the peer to answer")
+
+    async def control(body, status=200):
+        resp = await client.post("/api/v1/agent/call", json={"call_id": call_id, **body},
+                                 headers={"X-CSRF-Token": agent["csrf_token"]})
+        assert resp.status == status, await resp.text()
+        return await resp.json()
+
+    await control({"action": "hold"})
+    await control({"action": "unhold"})
+    await control({"action": "dtmf", "digits": "12#"})
+
+    async def heard_digits():
+        return [r["digit"] for r in sim.reports() if r.get("sim") == "dtmf"] == ["1", "2", "#"]
+
+    await _poll(heard_digits, "the peer to hear 1 2 #")
+    await control({"action": "dtmf", "digits": "x"}, 422)
+    refused = await control({"action": "transfer", "number": "+14165550100"}, 409)
+    assert refused["error"] == "dial_blocked" and refused["reasons"][0]["gate"] == "destination_not_allowed"
+
+    done = await control({"action": "transfer", "number": "138 0013 8111"})
+    assert done["target"].startswith("sip:+8613800138111@")
+
+    async def referred():
+        return any(r.get("sim") == "transfer" and "+8613800138111" in r["target"] for r in sim.reports())
+
+    await _poll(referred, "the peer to get the REFER")

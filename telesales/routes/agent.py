@@ -124,6 +124,25 @@ async def hangup(request: web.Request) -> web.Response:
     return json_response({"call_id": str(call_id), "status": "wrap_up"})
 
 
+@routes.post("/api/v1/agent/call", roles=FLOOR, tags=("agent",),
+             summary='Control my seat call {"call_id", "action"}: hold, unhold, dtmf ("digits"), transfer '
+             '(blind, to "number" within the campaign\'s allowed prefixes, or to "agent_id"\'s phone)')
+async def call_control(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    call_id = parse_call_id(body.get("call_id"))
+    if call_id is None:
+        raise BadRequest("call_id is required", fields=["call_id"])
+    number = body.get("number")
+    digits = body.get("digits")
+    result = await _desk(request).call_control(
+        call_id, str(body.get("action", "")),
+        digits=digits if isinstance(digits, str) else None,
+        number=number if isinstance(number, str) and number.strip() else None,
+        agent_id=_id(body, "agent_id", required=False),
+    )
+    return json_response(result)
+
+
 @routes.post("/api/v1/agent/wrap-up", roles=FLOOR, tags=("agent",),
              summary="Record my call's disposition (the body of POST /api/v1/dispositions); the lead is "
              "released and I am ready again, in one transaction")

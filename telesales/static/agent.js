@@ -148,6 +148,7 @@
     const call = d.call && !d.call.ended_at ? d.call : null;
     $("dial").disabled = !!d.call;
     $("hangup").hidden = !call;
+    $("call-controls").hidden = !(call && call.seat);
     $("call-line").textContent = d.call ? (call ? `On a call to ${d.call.to_number || lead.phone}` :
       "Call ended: record the disposition") : "";
   }
@@ -205,6 +206,13 @@
   });
   $("dial").onclick = () => act(() => api("POST", "/api/v1/agent/dial", { lead_id: desk.lead.lead_id }));
   $("hangup").onclick = () => act(() => api("POST", "/api/v1/agent/hangup", { call_id: desk.call.id }));
+  const control = (body) => act(() => api("POST", "/api/v1/agent/call", { call_id: desk.call.id, ...body }));
+  $("hold").onclick = () => control({ action: "hold" });
+  $("unhold").onclick = () => control({ action: "unhold" });
+  $("transfer").onclick = () => control({ action: "transfer", number: $("transfer-number").value });
+  document.querySelectorAll(".dtmf .key").forEach((k) => {
+    k.onclick = () => control({ action: "dtmf", digits: k.dataset.digit });
+  });
   $("skip").onclick = () => act(async () => {
     await api("POST", "/api/v1/agent/skip", { lead_id: desk.lead.lead_id, reason: $("skip-reason").value });
     $("skip-reason").value = "";
