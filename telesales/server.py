@@ -14,6 +14,7 @@ from crm import users as user_store
 from telephony.manager import SeatManager
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
+from telesales.progressive import ProgressiveDialer
 from telesales.seats import SeatService, seat_configs
 
 log = logging.getLogger("telesales.server")
@@ -44,9 +45,13 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     # repairs recordings that a crash of the previous run left open.
     seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir)
     await seats.start()
-    app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
+    ctx = AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats)
+    app = create_app(ctx)
+    progressive = ProgressiveDialer(ctx, settings.dialer.progressive_interval_seconds)
+    await progressive.start()
 
     async def shut_down(_app):
+        await progressive.stop()
         await seats.stop()
         await pool.close()
 
