@@ -7,9 +7,9 @@ wrap-up) has come; within each, by priority. A lead the compliance gates block
 is held back until its gate lifts (next_attempt_at moves there) and the next
 one is tried.
 
-Two agents never get the same lead: candidates are read FOR UPDATE SKIP LOCKED
-(a lead another agent's pick is looking at is skipped, not waited for) and the
-chosen one gets a claim (claimed_by, claim_expires_at) that lasts while the
+Two agents never get the same lead: each candidate is locked FOR UPDATE SKIP LOCKED
+and re-checked before it is looked at (a lead another agent's pick is looking at is
+skipped, not waited for) and the chosen one gets a claim (claimed_by, claim_expires_at) that lasts while the
 agent previews and dials it; the wrap-up or a skip releases it.
 """
 
@@ -57,23 +57,33 @@ left join lateral (
     where lead_id = l.id and status = 'open' order by due_at, id limit 1
 ) f on true
 where l.campaign_id = $1 and not l.closed
-  and (l.claimed_by is null or l.claim_expires_at <= $3 or l.claimed_by = $2)
+  and (l.claimed_by is null or l.claim_expires_at <= $3 or (l.claimed_by = $2 and $7))
   and (l.next_attempt_at is null or l.next_attempt_at <= $3)
   and (f.id is null or f.due_at <= $3)
   and (f.id is null or f.owner_agent_id is null or f.owner_agent_id = $2 or $4)
   and l.id <> all($5::bigint[])
 order by tier, f.due_at, l.priority desc, l.next_attempt_at nulls first, l.id
 limit $6
-for update of l skip locked
+"""
+
+# Locks one candidate at a time: locking the whole batch would leave a second picker
+# nothing to take while the first looks at its first lead.
+_LOCK = """
+select id from leads
+where id = $1 and not closed
+  and (claimed_by is null or claim_expires_at <= $3 or (claimed_by = $2 and $4))
+  and (next_attempt_at is null or next_attempt_at <= $3)
+for update skip locked
 """
 
 
-async def _claim(conn: asyncpg.Connection, lead_id: int, agent_id: int, now: dt.datetime, minutes: int) -> None:
-    # An agent holds one lead at a time: taking one releases any other.
-    await conn.execute(
-        "update leads set claimed_by = null, claim_expires_at = null where claimed_by = $1 and id <> $2",
-        agent_id, lead_id,
-    )
+async def _claim(conn: asyncpg.Connection, lead_id: int, agent_id: int, now: dt.datetime, minutes: int,
+                 exclusive: bool = True) -> None:
+    if exclusive:  # an agent holds one lead at a time: taking one releases any other
+        await conn.execute(
+            "update leads set claimed_by = null, claim_expires_at = null where claimed_by = $1 and id <> $2",
+            agent_id, lead_id,
+        )
     await conn.execute(
         "update leads set claimed_by = $2, claim_expires_at = $3 where id = $1",
         lead_id, agent_id, now + dt.timedelta(minutes=minutes),
@@ -89,9 +99,13 @@ async def current_claim(conn: asyncpg.Connection, agent_id: int, now: dt.datetim
 
 
 async def next_lead(
-    conn: asyncpg.Connection, *, campaign_id: int, agent_id: int, now: dt.datetime, rules: HopperRules
+    conn: asyncpg.Connection, *, campaign_id: int, agent_id: int, now: dt.datetime, rules: HopperRules,
+    exclusive: bool = True,
 ) -> Pick | None:
-    """Claim the next lead for the agent, or None when nothing may be dialled now."""
+    """Claim the next lead for the agent, or None when nothing may be dialled now.
+
+    exclusive=False: the claimant keeps its other claims (the predictive dialer's own user
+    holds one per line it has out)."""
     async with conn.transaction():
         campaign = await conn.fetchrow(
             "select id, callbacks_any_agent, active from campaigns where id = $1", campaign_id
@@ -104,17 +118,19 @@ async def next_lead(
         held_back = 0
         while len(seen) < MAX_SCANNED:
             rows = await conn.fetch(_CANDIDATES, campaign_id, agent_id, now, campaign["callbacks_any_agent"],
-                                    seen, BATCH)
+                                    seen, BATCH, exclusive)
             if not rows:
                 return None
             for row in rows:
                 seen.append(row["id"])
+                if await conn.fetchval(_LOCK, row["id"], agent_id, now, exclusive) is None:
+                    continue  # another picker has it, or took it since the batch was read
                 verdict = await compliance.check_dial(
                     conn, campaign_id=campaign_id, lead_id=row["id"], now=now,
                     default_region=rules.default_region, default_time_zone=rules.default_time_zone,
                 )
                 if verdict.allowed:
-                    await _claim(conn, row["id"], agent_id, now, rules.claim_minutes)
+                    await _claim(conn, row["id"], agent_id, now, rules.claim_minutes, exclusive)
                     return Pick(row["id"], _TIERS[row["tier"]], row["follow_up_id"], row["callback_due_at"],
                                 held_back)
                 held_back += 1
