@@ -15,6 +15,11 @@ alter table campaigns add constraint campaigns_allowed_prefixes_e164
 alter table leads add column claimed_by bigint references users;
 alter table leads add column claim_expires_at timestamptz;
 create index leads_claimed_by on leads (claimed_by) where claimed_by is not null;
+-- The hopper's tiers: new leads by priority, retries by priority, open callbacks per lead.
+create index leads_hopper_new on leads (campaign_id, priority desc, id) where status = 'new' and not closed;
+create index leads_hopper_retry on leads (campaign_id, priority desc, next_attempt_at, id)
+    where status <> 'new' and not closed;
+create index follow_ups_open_lead on follow_ups (lead_id) where status = 'open';
 
 -- One row per stretch of time an agent spends in one status; the open
 -- stretch has ended_at null (at most one per user).
