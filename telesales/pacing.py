@@ -78,6 +78,8 @@ class AdaptivePacer:
     def target(self) -> float:
         return self.cap * self.factor
 
-    def lines(self, free_agents: int, ringing: int) -> int:
+    def lines(self, free_agents: int, ringing: int, soon_free: int = 0) -> int:
+        """soon_free: agents whose wrap-up ends before a call dialled now would be answered (a few
+        seconds of ringing); counting them is what lets a predictive dialer beat progressive."""
         p = self.connect_rate or self.prior_connect_rate
-        return lines_to_dial(free_agents, ringing, p, self.target)
+        return lines_to_dial(free_agents + soon_free, ringing, p, self.target)
