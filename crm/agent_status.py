@@ -54,7 +54,8 @@ async def set_status(
         reason = None
     async with conn.transaction():
         # Serialise status changes of one agent (two tabs clicking at once).
-        await conn.execute("select pg_advisory_xact_lock(hashtext('agent_status'), $1::int)", user_id)
+        await conn.execute("select pg_advisory_xact_lock(hashtext('agent_status'), ($1 % 2147483647)::int)",
+                           user_id)
         open_row = await current(conn, user_id)
         if open_row is not None:
             if (open_row["status"], open_row["reason"], open_row["campaign_id"]) == (status, reason, campaign_id):

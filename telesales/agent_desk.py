@@ -23,6 +23,8 @@ from crm import customers as customer_store
 from crm.dispositions import record_disposition
 from crm.errors import Conflict, IllegalTransition, NotFound, UserError
 from crm.fields import parse_call_id
+from telephony.client import SeatUnavailable
+from telephony.protocol import CommandError
 from telesales.app import AppContext
 
 log = logging.getLogger("telesales.desk")
@@ -276,9 +278,6 @@ class Desk:
         raise NoSeat("every seat is on a call; try again in a moment")
 
     async def _dial_seat(self, conn: asyncpg.Connection, lead: asyncpg.Record) -> uuid.UUID:
-        from telephony.client import SeatUnavailable
-        from telephony.protocol import CommandError
-
         seat = await self._free_seat(conn)
         uri = self.ctx.settings.dialer.dial_uri.replace("{number}", lead["phone"])
         try:
@@ -295,7 +294,10 @@ class Desk:
             if call["ended_at"] is None:
                 if call["seat"] and self.ctx.seats is not None:
                     # The seat's CallEnded event writes the row (seats.py).
-                    await self.ctx.seats.manager.seat(call["seat"]).hangup(call_id)
+                    try:
+                        await self.ctx.seats.manager.seat(call["seat"]).hangup(call_id)
+                    except (CommandError, SeatUnavailable) as e:
+                        raise SeatRefused(f"the seat could not hang up: {e}") from None
                 else:
                     await call_store.end_call(conn, call_id, ended_at=now, hangup_side="agent",
                                               hangup_cause="normal_clearing")
@@ -319,9 +321,6 @@ class Desk:
             target = await self._transfer_target(conn, call, number, agent_id) if action == "transfer" else None
         if action == "dtmf" and not (digits and _DTMF.fullmatch(digits)):
             raise UserError("digits must be 1-32 of 0-9 * # A-D", fields=["digits"])
-        from telephony.client import SeatUnavailable
-        from telephony.protocol import CommandError
-
         seat = self.ctx.seats.manager.seat(call["seat"])
         try:
             match action:
