@@ -9,6 +9,8 @@ shows the same desk.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -34,6 +36,8 @@ CALLBACKS_AHEAD = dt.timedelta(hours=12)  # "my callbacks" shows what is due wit
 CALL_ACTIONS = ("hold", "unhold", "dtmf", "transfer")
 _DTMF = re.compile(r"[0-9*#A-D]{1,32}")
 WRAP_UP_TIMEOUT = "wrap_up_timeout"  # the pause reason of an agent whose wrap-up ran too long
+# Hang-up causes (telephony.calls) -> line test status, as `telesales call` reports them.
+LINE_TEST_STATUS = {"busy": "busy", "no_answer": "no_answer", "rejected": "rejected", "forbidden": "rejected"}
 
 
 class DialBlocked(UserError):
@@ -49,7 +53,9 @@ class SeatRefused(UserError):
 
 
 class NoSeat(UserError):
-    status = 503
+    """No seat can take the call (none configured, or all busy): the agent can try again, so a 409."""
+
+    status = 409
     error_id = "no_seat_free"
 
 
@@ -354,6 +360,48 @@ class Desk:
         if not self.ctx.settings.dialer.dial_uri:
             raise UserError("no dialer.dial_uri is configured to reach numbers", fields=["number"])
         return self.ctx.settings.dialer.dial_uri.replace("{number}", e164)
+
+    async def line_test(self, *, answer_seconds: float = 2.0, ring_timeout: float = 15.0) -> dict:
+        """"Test my line": one call through a free seat to dialer.line_test_uri (else my own phone),
+        held answer_seconds after the answer, reported like `telesales call`. The call row has no
+        agent, so it is never a call the agent owes a disposition for."""
+        if self.ctx.seats is None or self.ctx.settings.telephony.seats <= 0:
+            raise NoSeat("no seats are configured on this service (telephony.seats = 0)")
+        async with self.ctx.pool.acquire() as conn:
+            target = self.ctx.settings.dialer.line_test_uri or await conn.fetchval(
+                "select sip_uri from users where id = $1", self.agent_id)
+            if not target:
+                raise UserError("nothing to call: set dialer.line_test_uri or your phone (sip_uri)")
+            seat = await self._free_seat(conn)
+            await audit.record(conn, self.agent_id, "line_test", "seat", seat, {"target": target})
+        try:
+            call_id = await self.ctx.seats.dial(seat, target, ring_timeout=ring_timeout)
+        except (CommandError, SeatUnavailable) as e:
+            raise SeatRefused(f"the seat could not place the test call: {e}") from None
+        row = await self._wait_for(call_id, lambda r: r["answered_at"] is not None or r["ended_at"] is not None,
+                                   ring_timeout + 5)
+        if row["ended_at"] is None:
+            await asyncio.sleep(answer_seconds)
+            with contextlib.suppress(CommandError, SeatUnavailable):
+                await self.ctx.seats.manager.seat(seat).hangup(call_id)
+            row = await self._wait_for(call_id, lambda r: r["ended_at"] is not None, 10)
+        answered = row["answered_at"] is not None
+        return {
+            "target": target, "seat": seat, "call_id": str(call_id),
+            "status": "answered" if answered else LINE_TEST_STATUS.get(row["hangup_cause"], "failed"),
+            "sip_code": row["sip_code"], "hangup_cause": row["hangup_cause"],
+            "seconds_to_answer": round((row["answered_at"] - row["created_at"]).total_seconds(), 3)
+            if answered else None,
+        }
+
+    async def _wait_for(self, call_id: uuid.UUID, condition, timeout: float) -> asyncpg.Record:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self.ctx.pool.acquire() as conn:
+                row = await call_store.get_call(conn, call_id)
+            if condition(row) or asyncio.get_running_loop().time() > deadline:
+                return row
+            await asyncio.sleep(0.1)
 
     async def wrap_up(self, body: dict, now: dt.datetime) -> dict:
         """The disposition (with what its code needs) and, in the same transaction, the lead's

@@ -108,6 +108,8 @@ def _check_dialer(d: dict[str, Any], fail) -> None:
     for key in ("claim_minutes", "skip_minutes", "blocked_recheck_minutes"):
         if d[key] <= 0:
             fail(f"dialer.{key}", "must be positive")
+    if d["line_test_uri"] and not d["line_test_uri"].startswith(("sip:", "sips:")):
+        fail("dialer.line_test_uri", 'must be a SIP URI, e.g. "sip:echo@trunk.example"')
     if d["progressive_interval_seconds"] <= 0:
         fail("dialer.progressive_interval_seconds", "must be positive")
     if d["max_wrap_up_seconds"] < 0:

@@ -39,6 +39,7 @@ async def app_ctx(db_url, tmp_path, catalog, sim):
         "TELESALES_DATA_DIR": str(tmp_path / "var"),
         "TELESALES_TELEPHONY_SEATS": "1",
         "TELESALES_DIALER_DIAL_URI": sim.uri.replace("customer", "{number}"),
+        "TELESALES_DIALER_LINE_TEST_URI": sim.uri,
     })
     pool = await db.create_pool(db_url, 1, 4)
     cfg = SeatConfig(name="seat1", sip_port=free_udp_port(), recordings_dir=str(tmp_path / "recordings"))
@@ -151,3 +152,26 @@ async def test_hold_dtmf_and_a_transfer_within_the_allowed_destinations(client, 
         return any(r.get("sim") == "transfer" and "+8613800138111" in r["target"] for r in sim.reports())
 
     await _poll(referred, "the peer to get the REFER")
+
+
+async def _line_test(client, login) -> dict:
+    agent = await login(client, "agent")
+    resp = await client.post("/api/v1/agent/line-test", headers={"X-CSRF-Token": agent["csrf_token"]})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_test_my_line_calls_the_test_number_and_reports_the_answer(client, login, app_ctx):
+    result = await _line_test(client, login)
+    assert result["status"] == "answered" and result["sip_code"] == 200
+    assert 0 < result["seconds_to_answer"] < 10
+    async with app_ctx.pool.acquire() as c:
+        row = await c.fetchrow("select agent_id, ended_at from calls where id = $1::uuid", result["call_id"])
+    assert row["agent_id"] is None and row["ended_at"] is not None  # no disposition owed
+    assert (await (await client.get("/api/v1/agent/desk")).json())["call"] is None
+
+
+@pytest.mark.parametrize("sim_args", [("--reject", "486")])
+async def test_test_my_line_reports_a_busy_line(client, login, app_ctx):
+    result = await _line_test(client, login)
+    assert (result["status"], result["sip_code"], result["seconds_to_answer"]) == ("busy", 486, None)

@@ -13,6 +13,7 @@ from telesales.settings import SettingsError, load_settings
         ({"TELESALES_DIALER_PAUSE_REASONS": ""}, "dialer.pause_reasons"),
         ({"TELESALES_DIALER_DIAL_URI": "tel:{number}"}, "dialer.dial_uri"),
         ({"TELESALES_DIALER_DIAL_URI": "sip:trunk.example"}, "dialer.dial_uri"),
+        ({"TELESALES_DIALER_LINE_TEST_URI": "echo@trunk"}, "dialer.line_test_uri"),
     ],
 )
 def test_a_bad_dialer_setting_names_the_key(environ, key):

@@ -143,6 +143,13 @@ async def call_control(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+@routes.post("/api/v1/agent/line-test", roles=FLOOR, tags=("agent",),
+             summary="Test my line: one short call through a free seat to dialer.line_test_uri (else my own "
+             "phone); answers status (answered, busy, no_answer, rejected, failed), sip_code, seconds_to_answer")
+async def line_test(request: web.Request) -> web.Response:
+    return json_response(await _desk(request).line_test())
+
+
 @routes.post("/api/v1/agent/wrap-up", roles=FLOOR, tags=("agent",),
              summary="Record my call's disposition (the body of POST /api/v1/dispositions); the lead is "
              "released and I am ready again, in one transaction")

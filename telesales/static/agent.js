@@ -213,6 +213,16 @@
   document.querySelectorAll(".dtmf .key").forEach((k) => {
     k.onclick = () => control({ action: "dtmf", digits: k.dataset.digit });
   });
+  $("line-test").onclick = async () => {
+    show("Testing your line…", true);
+    try {
+      const r = await api("POST", "/api/v1/agent/line-test");
+      const answer = r.seconds_to_answer === null ? "" : `, answered in ${r.seconds_to_answer} s`;
+      show(`Line test: ${r.status} (SIP ${r.sip_code}${answer})`, r.status === "answered");
+    } catch (e) {
+      show(e.message);
+    }
+  };
   $("skip").onclick = () => act(async () => {
     await api("POST", "/api/v1/agent/skip", { lead_id: desk.lead.lead_id, reason: $("skip-reason").value });
     $("skip-reason").value = "";
