@@ -45,6 +45,7 @@ ROUTE_MODULES = (
     "telesales.routes.leads",
     "telesales.routes.qa_jobs",
     "telesales.routes.qa_recordings",
+    "telesales.routes.agent",
     "telesales.routes.openapi",
 )
 

@@ -16,6 +16,7 @@ from telesales import passwords, store
 from telesales.app import AppContext, create_app
 from telesales.demo_trunk import demo_trunk_config, start_demo_trunk
 from telesales.qa_workers import qa_workers
+from telesales.progressive import ProgressiveDialer
 from telesales.seats import SeatService, seat_configs
 
 log = logging.getLogger("telesales.server")
@@ -52,9 +53,13 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     await workers.start()
     # Without a SIP provider, a stand-in carrier to call (in the background: /health does not wait).
     demo_trunk = start_demo_trunk(demo_cfg)
-    app = create_app(AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats))
+    ctx = AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats)
+    app = create_app(ctx)
+    progressive = ProgressiveDialer(ctx, settings.dialer.progressive_interval_seconds)
+    await progressive.start()
 
     async def shut_down(_app):
+        await progressive.stop()
         if demo_trunk is not None:
             await demo_trunk.stop()
         await workers.stop()

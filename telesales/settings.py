@@ -101,6 +101,23 @@ def _check_ranges(s: dict[str, Any]) -> None:
     for key in ("session_max_age", "max_upload_mb", "login_max_failures", "login_lockout_minutes"):
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")
+    _check_dialer(s["dialer"], fail)
+
+
+def _check_dialer(d: dict[str, Any], fail) -> None:
+    for key in ("claim_minutes", "skip_minutes", "blocked_recheck_minutes"):
+        if d[key] <= 0:
+            fail(f"dialer.{key}", "must be positive")
+    if d["line_test_uri"] and not d["line_test_uri"].startswith(("sip:", "sips:")):
+        fail("dialer.line_test_uri", 'must be a SIP URI, e.g. "sip:echo@trunk.example"')
+    if d["progressive_interval_seconds"] <= 0:
+        fail("dialer.progressive_interval_seconds", "must be positive")
+    if d["max_wrap_up_seconds"] < 0:
+        fail("dialer.max_wrap_up_seconds", "must be 0 (no limit) or more")
+    if not d["pause_reasons"]:
+        fail("dialer.pause_reasons", "needs at least one reason code")
+    if d["dial_uri"] and (not d["dial_uri"].startswith(("sip:", "sips:")) or "{number}" not in d["dial_uri"]):
+        fail("dialer.dial_uri", 'must be a SIP URI with {number}, e.g. "sip:{number}@trunk.example"')
 
 
 def _merge(defaults: dict, overrides: dict, origin: str, prefix: str = "") -> None:

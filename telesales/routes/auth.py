@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
-from crm import audit
+from crm import agent_status, audit
 from crm import users as user_store
 from crm.errors import UserError
 from telesales.app import CTX
@@ -76,6 +77,7 @@ async def api_whoami(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/session", roles=ALL_ROLES, summary="Log out", tags=("auth",))
 async def api_logout(request: web.Request) -> web.Response:
+    await _leave_desk(request)
     (await get_session(request)).invalidate()
     return json_response({"status": "logged out"})
 
@@ -111,5 +113,12 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/logout", roles=ALL_ROLES, summary="Logout form post", tags=("pages",))
 async def logout_form(request: web.Request) -> web.StreamResponse:
+    await _leave_desk(request)
     (await get_session(request)).invalidate()
     raise web.HTTPFound("/login")
+
+
+async def _leave_desk(request: web.Request) -> None:
+    """Logging out ends the agent's status stretch, so reports do not count them ready all night."""
+    async with request.app[CTX].pool.acquire() as conn:
+        await agent_status.close_open(conn, request["user"]["id"], now=dt.datetime.now(dt.UTC))

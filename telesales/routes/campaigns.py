@@ -12,6 +12,7 @@ from telesales.app import CTX
 from telesales.web import (
     ADMIN,
     ALL_ROLES,
+    MANAGERS,
     RouteTable,
     UserError,
     current_user,
@@ -54,3 +55,18 @@ async def create_campaign(request: web.Request) -> web.Response:
         row = await campaign_store.create_campaign(conn, name, **_parse_times(body))
         await audit.record(conn, current_user(request)["id"], "campaign.create", "campaign", row["id"])
     return json_response(dict(row.items()), status=201)
+
+
+@routes.patch("/api/v1/campaigns/{campaign_id}", roles=MANAGERS, tags=("campaigns",),
+              summary="Change a campaign's settings: dialing mode, script, calling window "
+              "(calling_window_start/end, the customer's local time), max_attempts_per_day, "
+              "max_attempts_total, min_retry_minutes, requires_consent, allowed_prefixes (E.164 "
+              "prefixes; empty: the default region only), callbacks_any_agent, ...")
+async def update_campaign(request: web.Request) -> web.Response:
+    campaign_id = int_param(request, "campaign_id")
+    body = _parse_times(await read_json(request))
+    async with request.app[CTX].pool.acquire() as conn, conn.transaction():
+        row = await campaign_store.update_campaign(conn, campaign_id, **body)
+        await audit.record(conn, current_user(request)["id"], "campaign.update", "campaign", campaign_id,
+                           {k: str(v) for k, v in body.items()})
+    return json_response(dict(row.items()))
