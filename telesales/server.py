@@ -15,8 +15,8 @@ from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
 from telesales.demo_trunk import demo_trunk_config, start_demo_trunk
-from telesales.qa_workers import qa_workers
 from telesales.progressive import ProgressiveDialer
+from telesales.qa_workers import qa_workers
 from telesales.seats import SeatService, seat_configs
 
 log = logging.getLogger("telesales.server")
