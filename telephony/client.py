@@ -7,6 +7,7 @@ no reply within its timeout raises SeatTimeout (the seat may be stuck or dead).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
@@ -184,9 +185,12 @@ class SeatClient:
         writer = self._media[1]
         try:
             writer.write(media_link.pack(tap_id, kind, pcm))
-            await writer.drain()
+            # A seat that stops reading (hung) must not hold up whoever injects; the heartbeat deals with it.
+            await asyncio.wait_for(writer.drain(), self.command_timeout)
         except (ConnectionError, BrokenPipeError) as e:
             raise SeatUnavailable(f"seat {self.name} media link: {e}") from None
+        except TimeoutError:
+            raise SeatTimeout(f"seat {self.name} is not taking injected audio") from None
 
     async def _read_media(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -221,10 +225,9 @@ class SeatClient:
             if writer is None:
                 continue
             writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, BrokenPipeError):
-                pass
+            # Bounded: a peer that stopped reading would otherwise keep unsent bytes (and us) waiting.
+            with contextlib.suppress(ConnectionError, BrokenPipeError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
         for task in (self._task, self._media_task):
             if task is None:
                 continue

@@ -85,13 +85,18 @@ async def test_customer_calls_are_bridged_to_the_agents_phone(seat, peers, voice
                             what="the headset leg to end")
     assert (gone[0].call_id, gone[0].cause) == (headset_id, "normal_clearing")
 
-    # The agent's phone speaks on the left channel and to the customer; the customer on the right.
+    # The agent's phone speaks on the left channel and to the customer; the customer on the right. Each stream
+    # matches its own voice, and better than the other voice (on a loaded host a jitter buffer may drop
+    # or stretch a few hundred ms, so the bar is not higher).
     stereo = read_wav(closed.path)[0]
-    left, right = envelope(stereo[0::2]), envelope(stereo[1::2])
-    assert best_loop_correlation(left[-150:], envelope(read_wav(voices["agent"])[0])) > 0.7
-    assert best_loop_correlation(right[-150:], envelope(read_wav(voices["customer"])[0])) > 0.7
     heard_by_customer = await _recording_of(customer, customer_heard)
-    assert best_loop_correlation(envelope(heard_by_customer)[-150:], envelope(read_wav(voices["agent"])[0])) > 0.7
+    for name, samples, own, other in (("left", stereo[0::2], "agent", "customer"),
+                                      ("right", stereo[1::2], "customer", "agent"),
+                                      ("customer's ear", heard_by_customer, "agent", "customer")):
+        env = envelope(samples)[-150:]
+        mine = best_loop_correlation(env, envelope(read_wav(voices[own])[0]))
+        theirs = best_loop_correlation(env, envelope(read_wav(voices[other])[0]))
+        assert mine > 0.5 and mine > theirs, f"{name}: {own} voice {mine:.2f}, {other} voice {theirs:.2f}"
     # The whisper reached the agent's phone and nobody else.
     heard_by_agent = await _recording_of(phone, agent_heard)
     assert peak_tone_share(heard_by_agent) > 0.6

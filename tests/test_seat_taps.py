@@ -75,9 +75,9 @@ async def test_tap_streams_the_customer_and_injected_audio_reaches_the_call(seat
     # The customer direction is the played file, word for word (energy envelope, codec and all).
     tapped = envelope(first.samples("customer"))
     played = envelope(read_wav(counting)[0])
-    assert best_loop_correlation(tapped[-int(1.5 * len(played)):], played) > 0.8
+    assert best_loop_correlation(tapped[-int(1.5 * len(played)):], played) > 0.7  # shuffled frames: ~0.15
     again = envelope(second.samples("customer"))
-    assert best_loop_correlation(again[-int(1.5 * len(played)):], played) > 0.8, "a second tap hears it too"
+    assert best_loop_correlation(again[-int(1.5 * len(played)):], played) > 0.7, "a second tap hears it too"
 
     # The injected tone went out as the agent side: in the tap, the seat's left channel and the customer's ear.
     agent = first.samples("agent")[tone_from * FRAME_SAMPLES:]
