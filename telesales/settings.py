@@ -101,6 +101,24 @@ def _check_ranges(s: dict[str, Any]) -> None:
     for key in ("session_max_age", "max_upload_mb", "login_max_failures", "login_lockout_minutes"):
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")
+    _check_reports(s["reports"], fail)
+
+
+def _check_reports(r: dict[str, Any], fail) -> None:
+    from crm.reports import parse_lead_costs, parse_money
+
+    try:
+        zoneinfo.ZoneInfo(r["time_zone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail("reports.time_zone", f"unknown time zone {r['time_zone']!r}")
+    if r["effective_conversation_seconds"] < 0:
+        fail("reports.effective_conversation_seconds", "must not be negative")
+    try:
+        parse_money(r["trunk_cost_per_minute"], "reports.trunk_cost_per_minute")
+        parse_money(r["agent_hourly_cost"], "reports.agent_hourly_cost")
+        parse_lead_costs(r["lead_costs"])
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _merge(defaults: dict, overrides: dict, origin: str, prefix: str = "") -> None:

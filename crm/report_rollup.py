@@ -1,0 +1,105 @@
+"""The daily call rollup behind the funnel and cost reports, and how it stays correct.
+
+report_call_daily holds one row per report day, agent, campaign and lead source
+channel. Triggers on calls, call_dispositions, qa_results, orders and leads
+(crm/migrations/0004_reports.sql) add the day of every call whose figures may
+have changed to report_dirty_days, in the writer's own transaction; refresh()
+recomputes exactly those days from the raw tables before a report reads the
+rollup. A late disposition or QA result therefore shows in the next report,
+and a day nobody touched is never recomputed. When the settings the rollup
+depends on (report time zone, effective-conversation seconds) change, or a
+disposition code's flags change, the whole rollup is rebuilt once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import asyncpg
+
+# Any constant; serialises refreshes so two readers never recompute one day twice at once.
+_REFRESH_LOCK = 7_250_804
+
+# The rows of the given days, from the raw tables. $1 days, $2 time zone, $3 effective seconds.
+_DAYS_SQL = """
+insert into report_call_daily
+select days.day,
+       coalesce(c.agent_id, 0),
+       coalesce(c.campaign_id, 0),
+       coalesce(l.source_channel, cu.source_channel, ''),
+       count(*) filter (where c.direction = 'outbound'),
+       count(*) filter (where c.direction = 'outbound' and d.human_answered),
+       count(*) filter (where c.direction = 'outbound' and d.human_answered and q.customer_talk_s >= $3),
+       count(*) filter (where c.direction = 'outbound' and d.intent),
+       count(*) filter (where c.direction = 'outbound' and d.sale),
+       coalesce(sum(o.revenue) filter (where c.direction = 'outbound'), 0),
+       count(*) filter (where d.human_answered),
+       coalesce(sum(c.duration_seconds) filter (where d.human_answered), 0),
+       coalesce(sum(greatest(extract(epoch from cd.created_at - c.ended_at), 0))
+                filter (where d.human_answered), 0)
+from unnest($1::date[]) as days (day)
+join calls c on c.created_at >= days.day::timestamp at time zone $2
+            and c.created_at < (days.day + 1)::timestamp at time zone $2
+left join dispositions d on d.code = c.disposition
+left join leads l on l.id = c.lead_id
+left join customers cu on cu.id = c.customer_id
+left join call_dispositions cd on cd.call_id = c.id
+left join lateral (
+    select max((r.metrics ->> 'customer_talk_s')::numeric) as customer_talk_s
+    from qa_results r where r.call_id = c.id
+) q on true
+left join lateral (
+    select sum(od.total) as revenue from orders od where od.call_id = c.id and od.status <> 'cancelled'
+) o on true
+group by 1, 2, 3, 4
+"""
+
+
+async def _recompute(conn: asyncpg.Connection, days: list[dt.date], time_zone: str, effective_s: float) -> None:
+    await conn.execute("delete from report_call_daily where day = any($1::date[])", days)
+    await conn.execute(_DAYS_SQL, days, time_zone, Decimal(str(effective_s)))
+
+
+async def _all_days(conn: asyncpg.Connection, time_zone: str) -> list[dt.date]:
+    first, last = await conn.fetchrow(
+        "select (min(created_at) at time zone $1)::date, (max(created_at) at time zone $1)::date from calls",
+        time_zone,
+    )
+    if first is None:
+        return []
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float, *, chunk_days: int = 31) -> None:
+    """Recompute every day (after a settings change, or for a fresh rollup)."""
+    async with conn.transaction():
+        await conn.execute("select pg_advisory_xact_lock($1)", _REFRESH_LOCK)
+        await conn.execute("truncate report_call_daily")
+        await conn.execute("delete from report_dirty_days")
+        days = await _all_days(conn, time_zone)
+        for i in range(0, len(days), chunk_days):
+            await _recompute(conn, days[i : i + chunk_days], time_zone, effective_s)
+        await conn.execute(
+            "update report_rollup_state set time_zone = $1, effective_seconds = $2, stale = false",
+            time_zone,
+            Decimal(str(effective_s)),
+        )
+
+
+async def refresh(conn: asyncpg.Connection, time_zone: str, effective_s: float) -> int:
+    """Bring the rollup up to date; returns the number of days recomputed (-1: full rebuild)."""
+    state = await conn.fetchrow("select * from report_rollup_state")
+    if state["stale"] or state["time_zone"] != time_zone or state["effective_seconds"] != Decimal(str(effective_s)):
+        await rebuild(conn, time_zone, effective_s)
+        return -1
+    if not await conn.fetchval("select exists (select 1 from report_dirty_days)"):
+        return 0
+    async with conn.transaction():
+        await conn.execute("select pg_advisory_xact_lock($1)", _REFRESH_LOCK)
+        # Deleting the marks first: a writer that marks one of these days again while we
+        # recompute waits for this transaction, then leaves its mark for the next refresh.
+        days = [r["day"] for r in await conn.fetch("delete from report_dirty_days returning day")]
+        if days:
+            await _recompute(conn, days, time_zone, effective_s)
+    return len(days)
