@@ -42,6 +42,7 @@ ROUTE_MODULES = (
     "telesales.routes.follow_ups",
     "telesales.routes.orders",
     "telesales.routes.leads",
+    "telesales.routes.reports",
     "telesales.routes.openapi",
 )
 

@@ -31,6 +31,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import factories
+
 from crm import calls as call_store
 from crm import dnc, orders
 from crm.dispositions import record_disposition
