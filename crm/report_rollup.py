@@ -76,6 +76,8 @@ async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float, 
     async with conn.transaction():
         await conn.execute("select pg_advisory_xact_lock($1)", _REFRESH_LOCK)
         await conn.execute("truncate report_call_daily")
+        # The churn tables are kept by triggers; rebuilt too, for data loaded with triggers off.
+        await conn.execute("select report_customers_refresh(null)")
         await conn.execute("delete from report_dirty_days")
         days = await _all_days(conn, time_zone)
         for i in range(0, len(days), chunk_days):

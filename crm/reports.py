@@ -151,13 +151,25 @@ def _key(by: str) -> tuple[str, str]:
     return key, key
 
 
-async def _grouped(conn, facts: str, select: str, by: str, params: dict, where: str = "true") -> dict[str, dict]:
+def _with_total(by: str) -> tuple[str, str, str]:
+    """(key, label, group by) where the grouping sets add the total row (key 'total') in the same scan."""
+    if by == "total":
+        return "'total'", "'Total'", "()"
     key, label = _key(by)
+    return (
+        f"case when grouping({key}) = 1 then 'total' else {key} end",
+        f"case when grouping({key}) = 1 then 'Total' else {label} end",
+        f"grouping sets (({key}, {label}), ())",
+    )
+
+
+async def _grouped(conn, facts: str, select: str, by: str, params: dict, where: str = "true") -> dict[str, dict]:
+    key, label, group_by = _with_total(by)
     sql = f"""with f as ({facts})
 select {key} as key, {label} as label, {select}
 from f {_JOINS}
 where {where}
-group by 1, 2"""
+group by {group_by}"""
     text, args = _numbered(sql, params)
     return {r["key"]: dict(r.items()) for r in await conn.fetch(text, *args)}
 
@@ -195,31 +207,16 @@ _STATUS_SUMS = """sum(f.seconds) filter (where f.status = 'pause') as pause_seco
 sum(f.seconds) filter (where f.status = 'ready') as ready_seconds,
 sum(f.seconds) filter (where f.status <> 'offline') as logged_in_seconds"""
 
-# A customer's relationship: from the first order to the first cancellation or do-not-call
-# entry after it. The entry may be on any of their numbers, or on a lead's number of theirs.
-_CHURN_CTES = f"""dnc as (
-    select cp.customer_id, d.added_at from do_not_call d join customer_phones cp on cp.e164 = d.e164
-    union all
-    select l.customer_id, d.added_at from do_not_call d join leads l on l.phone = d.e164
-), firsts as (
-    select o.customer_id, min(o.created_at) as began,
-           min(o.updated_at) filter (where o.status = 'cancelled') as cancelled
-    from orders o where o.created_at < {_END} group by 1
-), rel as (
-    select r.customer_id, r.began,
-           least(r.cancelled, (select min(x.added_at) from dnc x
-                               where x.customer_id = r.customer_id and x.added_at >= r.began)) as ended
-    from firsts r
+# Customers who ever ordered, with when they began and churned, and the agents, campaigns and
+# sources of their orders: kept by triggers (report_customers, report_customer_keys).
+_CHURN_CTES = f"""rel as (
+    select customer_id, began, ended from report_customers where began < {_END}
 )"""
 
 _CHURN_BY_KEY = f"""with {_CHURN_CTES}, keyed as (
-    select distinct o.customer_id, o.agent_id, coalesce(l.campaign_id, c.campaign_id) as campaign_id,
-           coalesce(l.source_channel, cu.source_channel) as source
-    from orders o
-    left join leads l on l.id = o.lead_id
-    left join calls c on c.id = o.call_id
-    left join customers cu on cu.id = o.customer_id
-    where o.created_at < {_START}
+    select customer_id, nullif(agent_id, 0) as agent_id, nullif(campaign_id, 0) as campaign_id,
+           nullif(source, '') as source
+    from report_customer_keys where first_order_at < {_START}
 )
 select {{key}} as key, {{label}} as label,
        count(distinct f.customer_id) filter (where r.ended is null or r.ended >= {_START}) as active_customers,
@@ -227,7 +224,7 @@ select {{key}} as key, {{label}} as label,
 from keyed f join rel r on r.customer_id = f.customer_id
 {_JOINS}
 where r.began < {_START}
-group by 1, 2"""
+group by {{group_by}}"""
 
 # By period: each customer's start and end fall into a bucket (null: before the range);
 # the active count at a bucket's start is everything started minus everything ended before it.
@@ -258,11 +255,12 @@ async def _churn(conn, period: Period, by: str, params: dict) -> dict[str, dict]
         sql = _CHURN_BY_TIME.format(
             began_bucket=_time_key(by, day.format("began")), ended_bucket=_time_key(by, day.format("ended"))
         )
-        params = {**params, "buckets": period.buckets(by)}
-    else:
-        key, label = _key(by)
-        sql = _CHURN_BY_KEY.format(key=key, label=label)
-    text, args = _numbered(sql, params)
+        text, args = _numbered(sql, {**params, "buckets": period.buckets(by)})
+        rows = {r["key"]: dict(r.items()) for r in await conn.fetch(text, *args)}
+        total = await _churn(conn, period, "total", params)  # a customer counts once over the range
+        return {**rows, **total}
+    key, label, group_by = _with_total(by)
+    text, args = _numbered(_CHURN_BY_KEY.format(key=key, label=label, group_by=group_by), params)
     return {r["key"]: dict(r.items()) for r in await conn.fetch(text, *args)}
 
 
@@ -314,9 +312,10 @@ def _finish_funnel(row: dict, by: str) -> dict:
 async def _funnel_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
     _merge(rows, await _grouped(conn, _ROLLUP_FACTS, _FUNNEL_SUMS, by, params))
-    if by not in ("campaign", "source"):
-        where = "f.day between :first and :last"
-        _merge(rows, await _grouped(conn, _STATUS_FACTS, _STATUS_SUMS, by, params, where))
+    # Status time belongs to no campaign or source: those groupings get it in the total only.
+    status_by = "total" if by in ("campaign", "source") else by
+    where = "f.day between :first and :last"
+    _merge(rows, await _grouped(conn, _STATUS_FACTS, _STATUS_SUMS, status_by, params, where))
     _merge(rows, await _churn(conn, period, by, params))
     return rows
 
@@ -368,11 +367,14 @@ count(*) filter (where f.status = 'missed') as callbacks_missed"""
 
 async def _qa_categories(conn, by: str, params: dict) -> dict[str, dict]:
     key, label = _key(by)
-    sql = f"""with f as ({_QA_FACTS})
-select {key} as key, {label} as label, cat.key as category, avg(cat.value::text::numeric) as score
+    sql = f"""with f as ({_QA_FACTS}), g as (
+select {key} as key, {label} as label, cat.key as category, cat.value::text::numeric as score
 from f {_JOINS} cross join lateral jsonb_each(f.categories) as cat
-where jsonb_typeof(cat.value) = 'number'
-group by 1, 2, 3 order by 3"""
+where jsonb_typeof(cat.value) = 'number')
+select key, label, category, avg(score) as score from g group by 1, 2, 3
+union all
+select 'total', 'Total', category, avg(score) from g group by 3
+order by 3"""
     text, args = _numbered(sql, params)
     out: dict[str, dict] = {}
     for r in await conn.fetch(text, *args):
@@ -507,12 +509,11 @@ async def run_report(
         "cost_sources": list(settings.lead_costs),
         "cost_amounts": list(settings.lead_costs.values()),
     }
-    collect = _ROWS[name]
-    rows = await collect(conn, period, by, params)
+    rows = await _ROWS[name](conn, period, by, params)
+    total = rows.pop("total", {"key": "total", "label": "Total"})
     if by in TIME_GROUPINGS:  # every period appears, even an empty one
         for day in period.buckets(by):
             rows.setdefault(day.isoformat(), {"key": day.isoformat(), "label": day.isoformat()})
-    total = (await collect(conn, period, "total", params)).get("total", {"key": "total", "label": "Total"})
     return {
         "report": name,
         "from": first.isoformat(),

@@ -124,3 +124,85 @@ create trigger report_codes_changed after update of human_answered, contact, int
     on dispositions for each row
     when ((old.human_answered, old.intent, old.sale) is distinct from (new.human_answered, new.intent, new.sale))
     execute function report_codes_changed();
+
+-- Churn: one row per customer who ever ordered, from their first order to
+-- their first cancellation or do-not-call entry after it, and the agents,
+-- campaigns and lead sources of their orders. Kept by triggers on orders and
+-- do_not_call, so the churn figures never aggregate the orders table.
+create table report_customers (
+    customer_id bigint primary key,
+    began timestamptz not null,
+    ended timestamptz
+);
+create index report_customers_began on report_customers (began);
+
+create table report_customer_keys (
+    customer_id bigint not null,
+    agent_id bigint not null,
+    campaign_id bigint not null,
+    source text not null,
+    first_order_at timestamptz not null,
+    primary key (customer_id, agent_id, campaign_id, source)
+);
+
+-- Recompute the rows of the given customers (null: all of them).
+create function report_customers_refresh(ids bigint[]) returns void language sql as $$
+    delete from report_customers where ids is null or customer_id = any (ids);
+    delete from report_customer_keys where ids is null or customer_id = any (ids);
+    insert into report_customers (customer_id, began, ended)
+    select f.customer_id, f.began, least(f.cancelled, min(x.added_at))
+    from (select o.customer_id, min(o.created_at) as began,
+                 min(o.updated_at) filter (where o.status = 'cancelled') as cancelled
+          from orders o where ids is null or o.customer_id = any (ids) group by 1) f
+    left join (select cp.customer_id, d.added_at from do_not_call d join customer_phones cp on cp.e164 = d.e164
+               union all
+               select l.customer_id, d.added_at from do_not_call d join leads l on l.phone = d.e164) x
+           on x.customer_id = f.customer_id and x.added_at >= f.began
+    group by f.customer_id, f.began, f.cancelled;
+    insert into report_customer_keys (customer_id, agent_id, campaign_id, source, first_order_at)
+    select o.customer_id, coalesce(o.agent_id, 0),
+           coalesce(l.campaign_id, (select c.campaign_id from calls c where c.id = o.call_id), 0),
+           coalesce(l.source_channel, cu.source_channel, ''), min(o.created_at)
+    from orders o
+    left join leads l on l.id = o.lead_id
+    left join customers cu on cu.id = o.customer_id
+    where ids is null or o.customer_id = any (ids)
+    group by 1, 2, 3, 4;
+$$;
+
+create function report_customer_changed(customer bigint) returns void language plpgsql as $$
+begin
+    -- Two writers for one customer take turns, so neither inserts a row the other just did.
+    perform pg_advisory_xact_lock(7250805, (customer % 2147483647)::integer);
+    perform report_customers_refresh(array[customer]);
+end $$;
+
+create function report_orders_customer() returns trigger language plpgsql as $$
+begin
+    if tg_op <> 'INSERT' then perform report_customer_changed(old.customer_id); end if;
+    if tg_op = 'INSERT' or (tg_op = 'UPDATE' and new.customer_id <> old.customer_id) then
+        perform report_customer_changed(new.customer_id);
+    end if;
+    return null;
+end $$;
+
+create trigger report_orders_customer after insert or delete or update of
+    customer_id, lead_id, call_id, agent_id, status, created_at, updated_at
+    on orders for each row execute function report_orders_customer();
+
+create function report_dnc_customer() returns trigger language plpgsql as $$
+declare
+    number text := case when tg_op = 'DELETE' then old.e164 else new.e164 end;
+    customer bigint;
+begin
+    for customer in
+        select cp.customer_id from customer_phones cp where cp.e164 = number
+        union select l.customer_id from leads l where l.phone = number
+    loop
+        perform report_customer_changed(customer);
+    end loop;
+    return null;
+end $$;
+
+create trigger report_dnc_customer after insert or delete on do_not_call
+    for each row execute function report_dnc_customer();
