@@ -1,7 +1,9 @@
 """The daily call rollup behind the funnel and cost reports, and how it stays correct.
 
 report_call_daily holds one row per report day, agent, campaign and lead source
-channel. Triggers on calls, call_dispositions, qa_results, orders and leads
+channel, report_status_daily one per day and agent (agent status seconds);
+report_call_monthly and report_status_monthly hold the same sums per month,
+for long ranges. Triggers on calls, call_dispositions, qa_results, orders and leads
 (crm/migrations/0004_reports.sql) add the day of every call whose figures may
 have changed to report_dirty_days, in the writer's own transaction; refresh()
 recomputes exactly those days from the raw tables before a report reads the
@@ -56,14 +58,58 @@ group by 1, 2, 3, 4
 """
 
 
+# Status seconds of the given days: closed intervals cut at the day's bounds. $1 days, $2 time zone.
+_STATUS_DAYS_SQL = """
+insert into report_status_daily
+select days.day, s.user_id,
+       coalesce(sum(x.seconds) filter (where s.status = 'pause'), 0),
+       coalesce(sum(x.seconds) filter (where s.status = 'ready'), 0),
+       coalesce(sum(x.seconds) filter (where s.status <> 'offline'), 0)
+from unnest($1::date[]) as days (day)
+join agent_status_log s
+  on s.ended_at is not null
+ and tstzrange(s.started_at, s.ended_at)
+     && tstzrange(days.day::timestamp at time zone $2, (days.day + 1)::timestamp at time zone $2)
+cross join lateral (
+    select extract(epoch from least(s.ended_at, (days.day + 1)::timestamp at time zone $2)
+                             - greatest(s.started_at, days.day::timestamp at time zone $2)) as seconds
+) x
+group by 1, 2
+"""
+
+CALL_SUMS = ("dials", "connects", "effective", "intents", "sales", "revenue", "handled", "talk_seconds",
+             "wrap_seconds")
+STATUS_SUMS = ("pause_seconds", "ready_seconds", "logged_in_seconds")
+
+
+def _months_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
+    """Rebuild the monthly rows of the months in $1 from the daily rows."""
+    key_list = ", ".join(f"d.{k}" for k in keys)
+    return f"""insert into {table.replace('daily', 'monthly')}
+select m.month, {key_list}, {", ".join(f"sum(d.{s})" for s in sums)}
+from unnest($1::date[]) as m (month)
+join {table} d on d.day >= m.month and d.day < (m.month + interval '1 month')::date
+group by m.month, {key_list}"""
+
+
 async def _recompute(conn: asyncpg.Connection, days: list[dt.date], time_zone: str, effective_s: float) -> None:
     await conn.execute("delete from report_call_daily where day = any($1::date[])", days)
     await conn.execute(_DAYS_SQL, days, time_zone, Decimal(str(effective_s)))
+    await conn.execute("delete from report_status_daily where day = any($1::date[])", days)
+    await conn.execute(_STATUS_DAYS_SQL, days, time_zone)
+    months = sorted({d.replace(day=1) for d in days})
+    await conn.execute("delete from report_call_monthly where month = any($1::date[])", months)
+    await conn.execute(_months_sql("report_call_daily", ("agent_id", "campaign_id", "source"), CALL_SUMS), months)
+    await conn.execute("delete from report_status_monthly where month = any($1::date[])", months)
+    await conn.execute(_months_sql("report_status_daily", ("agent_id",), STATUS_SUMS), months)
 
 
 async def _all_days(conn: asyncpg.Connection, time_zone: str) -> list[dt.date]:
     first, last = await conn.fetchrow(
-        "select (min(created_at) at time zone $1)::date, (max(created_at) at time zone $1)::date from calls",
+        """select (min(at) at time zone $1)::date, (max(at) at time zone $1)::date
+           from (select min(created_at) as at from calls union all select max(created_at) from calls
+                 union all select min(started_at) from agent_status_log
+                 union all select max(ended_at) from agent_status_log) t""",
         time_zone,
     )
     if first is None:
@@ -71,17 +117,20 @@ async def _all_days(conn: asyncpg.Connection, time_zone: str) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float, *, chunk_days: int = 31) -> None:
+async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float) -> None:
     """Recompute every day (after a settings change, or for a fresh rollup)."""
     async with conn.transaction():
         await conn.execute("select pg_advisory_xact_lock($1)", _REFRESH_LOCK)
-        await conn.execute("truncate report_call_daily")
+        await conn.execute("truncate report_call_daily, report_status_daily, report_call_monthly, "
+                           "report_status_monthly")
         # The churn tables are kept by triggers; rebuilt too, for data loaded with triggers off.
         await conn.execute("select report_customers_refresh(null)")
         await conn.execute("delete from report_dirty_days")
-        days = await _all_days(conn, time_zone)
-        for i in range(0, len(days), chunk_days):
-            await _recompute(conn, days[i : i + chunk_days], time_zone, effective_s)
+        by_month: dict[dt.date, list[dt.date]] = {}
+        for day in await _all_days(conn, time_zone):
+            by_month.setdefault(day.replace(day=1), []).append(day)
+        for days in by_month.values():  # a month at a time: its monthly rows are computed once, complete
+            await _recompute(conn, days, time_zone, effective_s)
         await conn.execute(
             "update report_rollup_state set time_zone = $1, effective_seconds = $2, stale = false",
             time_zone,

@@ -185,27 +185,43 @@ _END = "(:last::date + 1)::timestamp at time zone :tz"
 
 # --- the funnel ----------------------------------------------------------------
 
-_ROLLUP_FACTS = "select r.* from report_call_daily r where r.day between :first and :last"
+_CALL_COLUMNS = "agent_id, campaign_id, source, " + ", ".join(report_rollup.CALL_SUMS)
+_STATUS_COLUMNS = "agent_id, null::bigint as campaign_id, null::text as source, " + ", ".join(
+    report_rollup.STATUS_SUMS
+)
+
+
+def _rollup_facts(daily: str, columns: str, by: str) -> str:
+    """Rows of a rollup over the range: whole months from the monthly table (a year is 12 rows per
+    key, not 365), the days at either end from the daily one. Day and week groupings read days only."""
+    monthly = daily.replace("daily", "monthly")
+    days = f"""select day, {columns} from {daily}
+where day between :first and :last and not (day >= :months_from and day < :months_to)"""
+    if by in ("day", "week"):
+        return f"select day, {columns} from {daily} where day between :first and :last"
+    return f"""{days}
+union all
+select month as day, {columns} from {monthly} where month >= :months_from and month < :months_to"""
+
+
+def _whole_months(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
+    """[from, to) of the calendar months that lie wholly inside first..last (empty: from == to)."""
+
+    def next_month(day: dt.date) -> dt.date:
+        return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+    start = first if first.day == 1 else next_month(first)
+    end = next_month(last) if (last + dt.timedelta(days=1)).day == 1 else last.replace(day=1)
+    return (start, end) if start < end else (first, first)
+
 
 _FUNNEL_SUMS = """sum(f.dials)::bigint as dials, sum(f.connects)::bigint as connects,
 sum(f.effective)::bigint as effective, sum(f.intents)::bigint as intents, sum(f.sales)::bigint as sales,
 sum(f.revenue) as revenue, sum(f.handled)::bigint as handled,
 sum(f.talk_seconds) as talk_seconds, sum(f.wrap_seconds) as wrap_seconds"""
 
-# Status intervals cut at report-day boundaries, so a shift across midnight splits between days.
-_STATUS_FACTS = f"""select s.user_id as agent_id, null::bigint as campaign_id, null::text as source,
-    d.day, s.status,
-    extract(epoch from least(s.ended_at, (d.day + 1)::timestamp at time zone :tz)
-                     - greatest(s.started_at, d.day::timestamp at time zone :tz)) as seconds
-from agent_status_log s
-cross join lateral generate_series((s.started_at at time zone :tz)::date,
-                                   (s.ended_at at time zone :tz)::date, interval '1 day') as g (ts)
-cross join lateral (select g.ts::date as day) d
-where s.ended_at is not null and s.started_at < {_END} and s.ended_at > {_START}"""
-
-_STATUS_SUMS = """sum(f.seconds) filter (where f.status = 'pause') as pause_seconds,
-sum(f.seconds) filter (where f.status = 'ready') as ready_seconds,
-sum(f.seconds) filter (where f.status <> 'offline') as logged_in_seconds"""
+_STATUS_SUMS = """sum(f.pause_seconds) as pause_seconds, sum(f.ready_seconds) as ready_seconds,
+sum(f.logged_in_seconds) as logged_in_seconds"""
 
 # Customers who ever ordered, with when they began and churned, and the agents, campaigns and
 # sources of their orders: kept by triggers (report_customers, report_customer_keys).
@@ -311,11 +327,12 @@ def _finish_funnel(row: dict, by: str) -> dict:
 
 async def _funnel_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _ROLLUP_FACTS, _FUNNEL_SUMS, by, params))
+    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
+                                params))
     # Status time belongs to no campaign or source: those groupings get it in the total only.
     status_by = "total" if by in ("campaign", "source") else by
-    where = "f.day between :first and :last"
-    _merge(rows, await _grouped(conn, _STATUS_FACTS, _STATUS_SUMS, status_by, params, where))
+    status = _rollup_facts("report_status_daily", _STATUS_COLUMNS, status_by)
+    _merge(rows, await _grouped(conn, status, _STATUS_SUMS, status_by, params))
     _merge(rows, await _churn(conn, period, by, params))
     return rows
 
@@ -464,7 +481,8 @@ def _finish_cost(row: dict, s: ReportSettings) -> dict:
 
 async def _cost_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _ROLLUP_FACTS, _FUNNEL_SUMS, by, params))
+    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
+                                params))
     _merge(rows, await _grouped(conn, _LEAD_FACTS, _LEAD_SUMS, by, params))
     return rows
 
@@ -501,9 +519,12 @@ async def run_report(
     """One report: {report, from, to, by, time_zone, rows, total, definitions}."""
     period = check_request(name, first, last, by)
     await report_rollup.refresh(conn, settings.time_zone, settings.effective_seconds)
+    months_from, months_to = _whole_months(first, last)
     params = {
         "first": first,
         "last": last,
+        "months_from": months_from,
+        "months_to": months_to,
         "tz": settings.time_zone,
         "now": now or dt.datetime.now(dt.UTC),
         "cost_sources": list(settings.lead_costs),

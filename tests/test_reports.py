@@ -252,3 +252,14 @@ async def test_cost_per_source_channel(conn, history):
 async def test_bad_report_requests_are_user_errors(conn, name, by, first, last):
     with pytest.raises(UserError):
         await reports.run_report(conn, name, first, last, by, SETTINGS)
+
+
+@pytest.mark.parametrize("first, last, months", [
+    ("2026-01-01", "2026-12-31", ("2026-01-01", "2027-01-01")),
+    ("2026-01-15", "2026-03-31", ("2026-02-01", "2026-04-01")),
+    ("2026-01-15", "2026-02-27", ("2026-01-15", "2026-01-15")),  # no whole month: days only
+    ("2026-02-01", "2026-02-28", ("2026-02-01", "2026-03-01")),
+])
+def test_whole_months_of_a_range_are_read_from_the_monthly_rollup(first, last, months):
+    got = reports._whole_months(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    assert got == tuple(dt.date.fromisoformat(m) for m in months)

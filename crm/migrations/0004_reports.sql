@@ -14,7 +14,8 @@ create table agent_status_log (
     check (ended_at is null or ended_at >= started_at)
 );
 create index agent_status_log_user on agent_status_log (user_id, started_at);
-create index agent_status_log_started on agent_status_log (started_at);
+-- the intervals that overlap a day
+create index agent_status_log_span on agent_status_log using gist (tstzrange(started_at, ended_at));
 
 -- What one lead of an import cost; null: the source channel's cost from
 -- config (reports.lead_costs).
@@ -206,3 +207,41 @@ end $$;
 
 create trigger report_dnc_customer after insert or delete on do_not_call
     for each row execute function report_dnc_customer();
+
+-- Agent status seconds per report day (closed intervals, cut at midnight),
+-- recomputed with the call rows of a dirty day.
+create table report_status_daily (
+    day date not null,
+    agent_id bigint not null,
+    pause_seconds numeric(14, 3) not null,
+    ready_seconds numeric(14, 3) not null,
+    logged_in_seconds numeric(14, 3) not null,
+    primary key (day, agent_id)
+);
+
+-- The same sums per calendar month: ranges of months and years read these
+-- (the days at either end of the range that do not fill a month read the daily rows).
+create table report_call_monthly (like report_call_daily including all);
+alter table report_call_monthly rename column day to month;
+create table report_status_monthly (like report_status_daily including all);
+alter table report_status_monthly rename column day to month;
+
+create function report_status_changed() returns trigger language plpgsql as $$
+begin
+    if tg_op <> 'INSERT' and old.ended_at is not null then
+        insert into report_dirty_days (day)
+        select generate_series((old.started_at at time zone s.time_zone)::date,
+                               (old.ended_at at time zone s.time_zone)::date, interval '1 day')::date
+        from report_rollup_state s on conflict do nothing;
+    end if;
+    if tg_op <> 'DELETE' and new.ended_at is not null then
+        insert into report_dirty_days (day)
+        select generate_series((new.started_at at time zone s.time_zone)::date,
+                               (new.ended_at at time zone s.time_zone)::date, interval '1 day')::date
+        from report_rollup_state s on conflict do nothing;
+    end if;
+    return null;
+end $$;
+
+create trigger report_status_changed after insert or update or delete on agent_status_log
+    for each row execute function report_status_changed();
