@@ -9,7 +9,7 @@ import pytest
 import report_data
 from report_data import D1, D2
 
-from crm import reports
+from crm import orders, reports
 from crm.errors import UserError
 
 SETTINGS = reports.ReportSettings(
@@ -263,3 +263,16 @@ async def test_bad_report_requests_are_user_errors(conn, name, by, first, last):
 def test_whole_months_of_a_range_are_read_from_the_monthly_rollup(first, last, months):
     got = reports._whole_months(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     assert got == tuple(dt.date.fromisoformat(m) for m in months)
+
+
+async def test_a_cancellation_after_the_rollup_was_built_shows_as_churn(conn, history):
+    d3 = D2 + dt.timedelta(days=1)
+    bob = lambda report: _by_label(report)["bob"]  # noqa: E731
+    before = bob(await _report(conn, "funnel", "agent", d3, d3))
+    assert (before["active_customers"], before["churned"]) == (1, 0)  # call 5's customer, bought on D2
+    order_id = await conn.fetchval("select id from orders where call_id = $1", history.calls[5])
+    await orders.set_status(conn, order_id, "cancelled", user_id=None, reason="late", now=report_data.local(d3, 10))
+    after = bob(await _report(conn, "funnel", "agent", d3, d3))
+    assert (after["active_customers"], after["churned"], after["churn_rate"]) == (1, 1, 1.0)
+    # and the revenue of D2 loses the cancelled order (its call's day is recomputed)
+    assert bob(await _report(conn, "funnel", "agent"))["revenue"] == Decimal("0.00")

@@ -150,16 +150,21 @@ create table report_customer_keys (
 create function report_customers_refresh(ids bigint[]) returns void language sql as $$
     delete from report_customers where ids is null or customer_id = any (ids);
     delete from report_customer_keys where ids is null or customer_id = any (ids);
+    -- The do-not-call entry may be on any number of theirs or of their leads; looked up from
+    -- the customer's numbers, so a long regulator list is never scanned.
     insert into report_customers (customer_id, began, ended)
-    select f.customer_id, f.began, least(f.cancelled, min(x.added_at))
+    select f.customer_id, f.began, least(f.cancelled, x.added_at)
     from (select o.customer_id, min(o.created_at) as began,
                  min(o.updated_at) filter (where o.status = 'cancelled') as cancelled
           from orders o where ids is null or o.customer_id = any (ids) group by 1) f
-    left join (select cp.customer_id, d.added_at from do_not_call d join customer_phones cp on cp.e164 = d.e164
-               union all
-               select l.customer_id, d.added_at from do_not_call d join leads l on l.phone = d.e164) x
-           on x.customer_id = f.customer_id and x.added_at >= f.began
-    group by f.customer_id, f.began, f.cancelled;
+    left join lateral (
+        select min(d.added_at) as added_at
+        from (select cp.e164 from customer_phones cp where cp.customer_id = f.customer_id
+              union
+              select l.phone from leads l where l.customer_id = f.customer_id) p
+        join do_not_call d on d.e164 = p.e164
+        where d.added_at >= f.began
+    ) x on true;
     insert into report_customer_keys (customer_id, agent_id, campaign_id, source, first_order_at)
     select o.customer_id, coalesce(o.agent_id, 0),
            coalesce(l.campaign_id, (select c.campaign_id from calls c where c.id = o.call_id), 0),
