@@ -21,7 +21,10 @@ year the funnel by agent is run `--repeat` times each:
 
 Prints p50/p95 of each and the ratio baseline/ours; goal: ours p95 < 500 ms for
 every range. Finally one late disposition is written and the next report timed
-(its day is recomputed). Full size: --calls 10000000 --leads 1000000.
+(its day and month are recomputed). Full size: --calls 10000000 --leads 1000000
+(on a shared 2-core machine about an hour to generate; the calls insert at
+about 6,000 rows/s). 2,000,000 calls there: ours p95 305/395/349 ms for
+day/month/year, naive 1.3/3.0/8.8 s.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ GENERATE = [
                     1 + ((i / 7) % 20) * 10 + ((1 + (i * 7919) % {leads}) % 10) as agent,
                     '2024-01-01+08'::timestamptz + (i::float / {calls}) * interval '730 days' as at,
                     15 + (h * 37) % 400 as talk
-             from (select i, (i * 2654435761) % 1000 as h from generate_series(1, {calls}) i) x) a
+             from (select i, (i * 2654435761) % 1000 as h from generate_series(1::bigint, {calls}) i) x) a
        join dispositions_by_share d on a.h >= d.lower and a.h < d.upper""",
     """insert into call_dispositions (call_id, lead_id, customer_id, agent_id, code, created_at)
        select c.id, c.lead_id, c.customer_id, c.agent_id, c.disposition,

@@ -16,6 +16,7 @@ disposition code's flags change, the whole rollup is rebuilt once.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from decimal import Decimal
 
 import asyncpg
@@ -23,16 +24,17 @@ import asyncpg
 # Any constant; serialises refreshes so two readers never recompute one day twice at once.
 _REFRESH_LOCK = 7_250_804
 
-# The rows of the given days, from the raw tables. $1 days, $2 time zone, $3 effective seconds.
-_DAYS_SQL = """
+# The rows of one day, from the raw tables: {day}, {start}, {end} are literals (the planner then
+# knows the day holds a few thousand calls and looks each one's rows up by index); $1 effective seconds.
+_DAY_SQL = """
 insert into report_call_daily
-select days.day,
+select {day}::date,
        coalesce(c.agent_id, 0),
        coalesce(c.campaign_id, 0),
        coalesce(l.source_channel, cu.source_channel, ''),
        count(*) filter (where c.direction = 'outbound'),
        count(*) filter (where c.direction = 'outbound' and d.human_answered),
-       count(*) filter (where c.direction = 'outbound' and d.human_answered and q.customer_talk_s >= $3),
+       count(*) filter (where c.direction = 'outbound' and d.human_answered and q.customer_talk_s >= $1),
        count(*) filter (where c.direction = 'outbound' and d.intent),
        count(*) filter (where c.direction = 'outbound' and d.sale),
        coalesce(sum(o.revenue) filter (where c.direction = 'outbound'), 0),
@@ -40,9 +42,7 @@ select days.day,
        coalesce(sum(c.duration_seconds) filter (where d.human_answered), 0),
        coalesce(sum(greatest(extract(epoch from cd.created_at - c.ended_at), 0))
                 filter (where d.human_answered), 0)
-from unnest($1::date[]) as days (day)
-join calls c on c.created_at >= days.day::timestamp at time zone $2
-            and c.created_at < (days.day + 1)::timestamp at time zone $2
+from calls c
 left join dispositions d on d.code = c.disposition
 left join leads l on l.id = c.lead_id
 left join customers cu on cu.id = c.customer_id
@@ -54,9 +54,9 @@ left join lateral (
 left join lateral (
     select sum(od.total) as revenue from orders od where od.call_id = c.id and od.status <> 'cancelled'
 ) o on true
-group by 1, 2, 3, 4
+where c.created_at >= {start}::timestamptz and c.created_at < {end}::timestamptz
+group by 2, 3, 4
 """
-
 
 # Status seconds of the given days: closed intervals cut at the day's bounds. $1 days, $2 time zone.
 _STATUS_DAYS_SQL = """
@@ -95,10 +95,9 @@ group by m.month, {key_list}"""
 # The same rows for every day at once (a rebuild): hash joins over the whole tables instead of a
 # lookup per call. $1 time zone, $2 effective seconds.
 _ALL_DAYS_SQL = (
-    _DAYS_SQL.replace("select days.day,", "select (c.created_at at time zone $2)::date,")
-    .replace("""from unnest($1::date[]) as days (day)
-join calls c on c.created_at >= days.day::timestamp at time zone $2
-            and c.created_at < (days.day + 1)::timestamp at time zone $2""", "from calls c")
+    _DAY_SQL.replace("select {day}::date,", "select (c.created_at at time zone $1)::date,")
+    .replace("where c.created_at >= {start}::timestamptz and c.created_at < {end}::timestamptz\n", "")
+    .replace("group by 2, 3, 4", "group by 1, 2, 3, 4")
     .replace("""left join lateral (
     select max((r.metrics ->> 'customer_talk_s')::numeric) as customer_talk_s
     from qa_results r where r.call_id = c.id
@@ -111,15 +110,20 @@ join calls c on c.created_at >= days.day::timestamp at time zone $2
 ) o on true""", """left join (
     select od.call_id, sum(od.total) as revenue from orders od where od.status <> 'cancelled' group by od.call_id
 ) o on o.call_id = c.id""")
-    .replace("$2", "$1").replace("$3", "$2")
+    .replace(">= $1", ">= $2")
 )
-
-assert "lateral" not in _ALL_DAYS_SQL and "days." not in _ALL_DAYS_SQL, "rebuild SQL no longer matches _DAYS_SQL"
+assert "lateral" not in _ALL_DAYS_SQL and "{" not in _ALL_DAYS_SQL, "rebuild SQL no longer matches _DAY_SQL"
 
 
 async def _recompute(conn: asyncpg.Connection, days: list[dt.date], time_zone: str, effective_s: float) -> None:
     await conn.execute("delete from report_call_daily where day = any($1::date[])", days)
-    await conn.execute(_DAYS_SQL, days, time_zone, Decimal(str(effective_s)))
+    zone = zoneinfo.ZoneInfo(time_zone)
+    for day in days:
+        start = dt.datetime.combine(day, dt.time(), zone)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+        # isoformat() of dates and aware datetimes: nothing but digits, '-', ':', 'T', '+'.
+        sql = _DAY_SQL.format(day=f"'{day.isoformat()}'", start=f"'{start.isoformat()}'", end=f"'{end.isoformat()}'")
+        await conn.execute(sql, Decimal(str(effective_s)))
     await conn.execute("delete from report_status_daily where day = any($1::date[])", days)
     await conn.execute(_STATUS_DAYS_SQL, days, time_zone)
     months = sorted({d.replace(day=1) for d in days})

@@ -195,8 +195,9 @@ def _rollup_facts(daily: str, columns: str, by: str) -> str:
     """Rows of a rollup over the range: whole months from the monthly table (a year is 12 rows per
     key, not 365), the days at either end from the daily one. Day and week groupings read days only."""
     monthly = daily.replace("daily", "monthly")
+    # Two index ranges (before and after the whole months), not the whole range filtered.
     days = f"""select day, {columns} from {daily}
-where day between :first and :last and not (day >= :months_from and day < :months_to)"""
+where (day >= :first and day < :months_from) or (day >= :months_to and day <= :last)"""
     if by in ("day", "week"):
         return f"select day, {columns} from {daily} where day between :first and :last"
     return f"""{days}
