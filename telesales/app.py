@@ -46,6 +46,7 @@ ROUTE_MODULES = (
     "telesales.routes.qa_jobs",
     "telesales.routes.qa_recordings",
     "telesales.routes.agent",
+    "telesales.routes.reports",
     "telesales.routes.openapi",
 )
 

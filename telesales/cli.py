@@ -95,7 +95,47 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_qa_token_revoke)
     p = tokens.add_parser("list", help="list worker tokens (names and use, never the tokens)")
     p.set_defaults(func=cmd_qa_token_list)
+    _add_report_parser(sub)
     return parser
+
+
+def _add_report_parser(sub) -> None:
+    from crm.report_definitions import GROUPINGS, REPORTS
+
+    p = sub.add_parser("report", help="print a report (funnel, quality, cost) for a date range")
+    p.add_argument("name", choices=list(REPORTS))
+    p.add_argument("--from", dest="first", required=True, type=_iso_date, help="first day, e.g. 2026-03-01")
+    p.add_argument("--to", dest="last", required=True, type=_iso_date, help="last day (inclusive)")
+    p.add_argument("--by", default="day", choices=list(GROUPINGS))
+    p.add_argument("--format", default="json", choices=("json", "csv"))
+    p.set_defaults(func=cmd_report)
+
+
+def _iso_date(value: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-03-31, got {value!r}") from None
+
+
+def cmd_report(args, settings) -> int:
+    from crm import reports
+    from crm.json_values import json_default
+    from telesales.report_export import to_csv
+
+    async def work(conn):
+        return await reports.run_report(
+            conn, args.name, args.first, args.last, args.by, reports.report_settings(settings.reports)
+        )
+
+    report = asyncio.run(_with_store(settings, work))
+    if args.format == "csv":
+        sys.stdout.write(to_csv(report))
+    else:
+        print(json.dumps(report, default=json_default, ensure_ascii=False, indent=1))
+    return 0
 
 
 async def _with_store(settings: SimpleNamespace, work):

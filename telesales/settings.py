@@ -102,6 +102,7 @@ def _check_ranges(s: dict[str, Any]) -> None:
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")
     _check_dialer(s["dialer"], fail)
+    _check_reports(s["reports"], fail)
 
 
 def _check_dialer(d: dict[str, Any], fail) -> None:
@@ -118,6 +119,23 @@ def _check_dialer(d: dict[str, Any], fail) -> None:
         fail("dialer.pause_reasons", "needs at least one reason code")
     if d["dial_uri"] and (not d["dial_uri"].startswith(("sip:", "sips:")) or "{number}" not in d["dial_uri"]):
         fail("dialer.dial_uri", 'must be a SIP URI with {number}, e.g. "sip:{number}@trunk.example"')
+
+
+def _check_reports(r: dict[str, Any], fail) -> None:
+    from crm.reports import parse_lead_costs, parse_money
+
+    try:
+        zoneinfo.ZoneInfo(r["time_zone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail("reports.time_zone", f"unknown time zone {r['time_zone']!r}")
+    if r["effective_conversation_seconds"] < 0:
+        fail("reports.effective_conversation_seconds", "must not be negative")
+    try:
+        parse_money(r["trunk_cost_per_minute"], "reports.trunk_cost_per_minute")
+        parse_money(r["agent_hourly_cost"], "reports.agent_hourly_cost")
+        parse_lead_costs(r["lead_costs"])
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _merge(defaults: dict, overrides: dict, origin: str, prefix: str = "") -> None:

@@ -21,17 +21,4 @@ create index leads_hopper_retry on leads (campaign_id, priority desc, next_attem
     where status <> 'new' and not closed;
 create index follow_ups_open_lead on follow_ups (lead_id) where status = 'open';
 
--- One row per stretch of time an agent spends in one status; the open
--- stretch has ended_at null (at most one per user).
-create table agent_status_log (
-    id bigserial primary key,
-    user_id bigint not null references users,
-    status text not null check (status in ('ready', 'paused', 'on_call', 'wrap_up')),
-    reason text,
-    campaign_id bigint references campaigns,
-    started_at timestamptz not null default now(),
-    ended_at timestamptz,
-    check (ended_at is null or ended_at >= started_at)
-);
-create unique index agent_status_log_open on agent_status_log (user_id) where ended_at is null;
-create index agent_status_log_user on agent_status_log (user_id, started_at);
+-- agent_status_log (the desk writes it) is created in 0004_reports.sql.
