@@ -241,7 +241,12 @@ def exit_with_parent(parent_pid: int) -> None:
 
 
 def _exit_now(signum, frame) -> None:
-    raise SystemExit(0)
+    # No job is held here (before or after the job loop). SystemExit raised into whatever runs at
+    # that moment can surface as another error (seen: inside asyncpg's protocol code, exit 1), so end
+    # the process directly.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def worker_command(args, settings: SimpleNamespace, with_store) -> int:

@@ -109,7 +109,9 @@ async def test_serve_starts_its_workers_as_child_processes_and_stops_them_on_sig
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = os.environ | {"TELESALES_DATABASE_URL": db_url, "TELESALES_DATA_DIR": str(data_dir),
-                        "TELESALES_HTTP_PORT": str(port), "TELESALES_QA_WORKERS": "2"}
+                        "TELESALES_HTTP_PORT": str(port), "TELESALES_QA_WORKERS": "2",
+                        # only the workers as children: no seats, no demo trunk
+                        "TELESALES_TELEPHONY_SEATS": "0", "TELESALES_TELEPHONY_DEMO_TRUNK": "off"}
     proc = subprocess.Popen([sys.executable, "-m", "telesales", "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
