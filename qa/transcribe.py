@@ -35,7 +35,7 @@ from qa.segments import TranscriptSegment
 
 __all__ = ["ChannelSpeech", "TranscribeOptions", "load_whisper", "transcribe_call", "is_repetition_loop"]
 
-_BATCH = 8  # windows encoded and decoded together; memory grows with it (about 100 MB a window for base)
+_BATCH = 8  # most windows encoded and decoded together; memory grows with it (about 100 MB a window for base)
 _TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 _BEST_OF = 5  # hypotheses sampled at a temperature above 0, as faster-whisper does
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
@@ -245,9 +245,10 @@ def _without_echoes(segments: list[TranscriptSegment]) -> list[TranscriptSegment
 def transcribe_call(model, channels: list[ChannelSpeech], options: TranscribeOptions) -> list[TranscriptSegment]:
     """All channels' segments, each channel's in call order (not yet ordered across channels)."""
     windows = pack_windows(channels, options.padding_s)
+    size = -(-len(windows) // -(-len(windows) // _BATCH)) if windows else 1  # even batches: 10 -> 5 + 5
     tokenizer, segments = None, []
-    for first in range(0, len(windows), _BATCH):
-        batch = windows[first : first + _BATCH]
+    for first in range(0, len(windows), size):
+        batch = windows[first : first + size]
         features = [_features(model, window) for window in batch]
         encoded = model.encode(np.stack([mel for mel, _ in features]))
         tokenizer = tokenizer or _tokenizer(model, encoded, batch, options)
