@@ -1,6 +1,6 @@
 """QA pipeline throughput against plain faster-whisper on the same recordings.
 
-    .venv/bin/python bench/qa_throughput.py [--calls 4] [--threads 0] [--skip-five-minute]
+    .venv/bin/python bench/qa_throughput.py [--calls 4] [--rounds 3] [--threads 0] [--skip-five-minute]
 
 Recordings: the first N English synthetic calls of tests/synth_calls.py
 (stereo, espeak-ng voices), rendered into a temporary folder. Same model (the
@@ -15,14 +15,20 @@ same CPU threads for both:
   on previous text), which yields no speaker at all.
 
 Prints wall and CPU seconds per audio minute for each and the ratio
-baseline/ours (above 1: ours is faster). Then the hang-up-to-score time of a
+baseline/ours (above 1: ours is faster), and the hang-up-to-score time of a
 5-minute call (calls joined end to end, with the model already loaded in the
-worker, as it is in a running worker): read, analyse and score.
+worker, as it is in a running worker): read, analyse and score. The machine
+may be shared: each round runs ours, the baseline and the 5-minute call back
+to back, so a round's ratio compares like with like; the summary gives the
+median and the spread (min..max) over the rounds. One untimed call first
+warms the model up for both.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -80,9 +86,18 @@ def five_minute_call(paths, folder: Path) -> Path:
     return path
 
 
+def _spread(values: list[float], unit: str = "", digits: int = 2) -> str:
+    ordered = sorted(values)
+    return (
+        f"{statistics.median(ordered):.{digits}f}{unit} (min {ordered[0]:.{digits}f}{unit}, "
+        f"max {ordered[-1]:.{digits}f}{unit}, {len(ordered)} rounds)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: qa.threads)")
     parser.add_argument("--skip-five-minute", action="store_true")
     args = parser.parse_args()
@@ -95,30 +110,36 @@ def main() -> None:
         english = [c for c in CALLS if c.language == "en"][: args.calls]
         paths = [rendered(c, Path(tmp) / "calls")[0] for c in english]
         minutes = sum(read_recording(p).duration_s for p in paths) / 60
+        five = None if args.skip_five_minute else five_minute_call(paths, Path(tmp))
         with Clock() as load:
             model = load_model(settings)
         options, scorecard = qa_options(settings.qa), load_scorecard("sales", settings.config_dir)
         print(
             f"model {settings.qa.model or 'bundled whisper-base'} {settings.qa.compute_type}, "
-            f"threads {settings.qa.threads or 'all'}, loaded in {load.wall:.1f} s"
+            f"threads {settings.qa.threads or 'all'} (of {os.cpu_count()} cores), loaded in {load.wall:.1f} s"
         )
-        print(f"{len(paths)} stereo calls, {minutes:.2f} audio minutes")
+        print(f"{len(paths)} stereo calls, {minutes:.2f} audio minutes; {args.rounds} rounds")
+        ours(paths[:1], model, options, scorecard)  # warm-up, untimed
 
-        ours_wall, ours_cpu = ours(paths, model, options, scorecard)
-        base_wall, base_cpu = baseline(paths, model)
-        print(f"{'':28} {'wall s/audio min':>17} {'CPU s/audio min':>16}")
-        print(f"{'ours (VAD + per speaker)':28} {ours_wall / minutes:17.2f} {ours_cpu / minutes:16.2f}")
-        print(f"{'faster-whisper mono mix':28} {base_wall / minutes:17.2f} {base_cpu / minutes:16.2f}")
-        print(f"ratio baseline/ours: wall {base_wall / ours_wall:.2f}x, CPU {base_cpu / ours_cpu:.2f}x")
+        walls, cpus, fives = [], [], []
+        for round_no in range(1, args.rounds + 1):
+            ours_wall, ours_cpu = ours(paths, model, options, scorecard)
+            base_wall, base_cpu = baseline(paths, model)
+            walls.append(base_wall / ours_wall)
+            cpus.append(base_cpu / ours_cpu)
+            print(f"round {round_no}: {'':16} {'wall s/audio min':>17} {'CPU s/audio min':>16}")
+            print(f"  {'ours (VAD + per speaker)':28} {ours_wall / minutes:17.2f} {ours_cpu / minutes:16.2f}")
+            print(f"  {'faster-whisper mono mix':28} {base_wall / minutes:17.2f} {base_cpu / minutes:16.2f}")
+            print(f"  ratio baseline/ours: wall {walls[-1]:.2f}x, CPU {cpus[-1]:.2f}x")
+            if five is not None:
+                fives.append(ours([five], model, options, scorecard))
+                print(f"  5-minute call, hang-up to score: {fives[-1][0]:.1f} s wall, {fives[-1][1]:.1f} s CPU")
 
-        if not args.skip_five_minute:
-            path = five_minute_call(paths, Path(tmp))
-            with Clock() as five:
-                score(analyse(read_recording(path), model, options), scorecard, "SALE")
-            print(
-                f"5-minute call, hang-up to score (model loaded): {five.wall:.1f} s wall, {five.cpu:.1f} s CPU "
-                f"(goal 30 s)"
-            )
+        print("summary (goal: ratio at least 2x, 5-minute call scored within 30 s of hang-up)")
+        print(f"  speed-up over plain faster-whisper, wall: {_spread(walls, 'x')}")
+        print(f"  speed-up over plain faster-whisper, CPU:  {_spread(cpus, 'x')}")
+        if fives:
+            print(f"  5-minute call, hang-up to score, wall:    {_spread([w for w, _ in fives], ' s', 1)}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from types import SimpleNamespace
 from qa.audio import Recording
 from qa.metrics import TalkMetrics, mono_metrics, talk_metrics, union
 from qa.model_files import resolve_model
+from qa.packing import ChannelSpeech
 from qa.scorecard import Scorecard
 from qa.scoring import Call, Score, score_call
 from qa.segments import AGENT, CUSTOMER, UNKNOWN, Span, TranscriptSegment
-from qa.transcribe import ChannelSpeech, TranscribeOptions, load_whisper, transcribe_call
+from qa.transcribe import TranscribeOptions, load_whisper, transcribe_call
 from qa.transcript import merge
 from qa.vad import VadOptions, speech_spans
 from telesales.settings import SettingsError

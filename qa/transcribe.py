@@ -1,63 +1,57 @@
-"""Transcription of a call's speech spans with faster-whisper, each channel on its own.
+"""Transcription of a call's speech with faster-whisper, every word attributed to its speaker.
 
-Only speech is transcribed: a channel's padded VAD spans are packed one after
-another with a short gap of silence between them, and transcribed as one
-stream with word timestamps; each word then goes back to the span it was said
-in, which gives its call time. Whisper's encoder costs the same for every
-30 s window whatever it holds (about 3 s per window for Whisper base on 2
-cores), so the saving is the windows that would carry the other party's
-turns and dead air, and Whisper gets no silence to invent text on.
+Only speech is transcribed: qa.packing fills 30 s windows with both
+channels' padded VAD spans, so Whisper gets no silence to invent text on and
+a call costs as few encoder passes as its speech needs. The windows of a call
+are encoded and decoded in batches (on a CPU 4 windows decode in about 1.5
+times the wall time of one: a decoding step is latency-bound), without
+timestamp tokens; the words are then aligned to the audio (cross-attention
+alignment, what faster-whisper's word_timestamps does) and each word goes
+back to the piece of speech it was said in, which gives its speaker and its
+call time. The language, when "auto", is read off the first batch's encoder
+output: no encoder pass of its own.
 
-Channels are transcribed separately rather than packed together: packing
-both parties into one stream saved no windows on real dialogue (it is mostly
-speech) and word timestamps at a change of speaker sometimes put a word on
-the wrong side; a channel of its own cannot.
-
-faster-whisper returns a lazy generator that does the work while it is
-iterated; it is consumed here, in the worker process, never on an event loop.
+faster-whisper's lower layer (WhisperModel.encode, find_alignment and the
+CTranslate2 model under it) is used directly because its transcribe() runs
+one window at a time, re-encodes from wherever decoding stopped and spends a
+separate encoder pass on language detection; the guards are faster-whisper's
+own rules (temperature fallback, no-speech and log-prob thresholds,
+compression ratio) plus ours. This runs in the worker process, never on an
+event loop.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
-from qa.audio import SAMPLE_RATE, to_float
-from qa.segments import Span, TranscriptSegment
-from qa.vad import padded
+from qa.audio import to_float
+from qa.packing import ChannelSpeech, Window, pack_windows, region_of, to_call_time
+from qa.segments import TranscriptSegment
 
-_GAP_S = 0.4  # silence between packed spans; long enough for Whisper to close a segment
+__all__ = ["ChannelSpeech", "TranscribeOptions", "load_whisper", "transcribe_call", "is_repetition_loop"]
+
+_BATCH = 8  # most windows encoded and decoded together (memory grows with it)
+_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
+_BEST_OF = 5  # hypotheses sampled at a temperature above 0, as faster-whisper does
+_PREPEND_PUNCTUATION = "\"'“¿([{-"
+_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
 @dataclass(frozen=True)
 class TranscribeOptions:
-    language: str = "auto"  # "zh", "en" or "auto" (detected per channel)
+    language: str = "auto"  # "zh", "en" or "auto" (detected once per call)
     beam_size: int = 1
     padding_s: float = 0.2
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
-    min_log_prob: float = -1.5  # below this a segment is dropped even when Whisper thought it was speech
+    min_log_prob: float = -1.5  # below this a window is dropped even when Whisper thought it was speech
     compression_ratio_threshold: float = 2.4
     max_repeats: int = 3  # a phrase said this many times in a row is a decoding loop
-
-
-@dataclass(frozen=True)
-class _Placed:
-    packed_start: float
-    packed_end: float
-    call_start: float
-    speaker: str
-
-
-@dataclass(frozen=True)
-class ChannelSpeech:
-    speaker: str
-    samples: np.ndarray  # int16 at SAMPLE_RATE
-    spans: list[Span]
 
 
 def load_whisper(model_path: str, device: str, compute_type: str, threads: int, local_only: bool):
@@ -71,34 +65,6 @@ def load_whisper(model_path: str, device: str, compute_type: str, threads: int, 
         cpu_threads=threads or (os.cpu_count() or 1),
         local_files_only=local_only,
     )
-
-
-def pack(channel: ChannelSpeech, padding_s: float) -> tuple[np.ndarray, list[_Placed]]:
-    """Concatenate the channel's padded spans with _GAP_S of silence between them."""
-    regions = padded(channel.spans, padding_s, len(channel.samples) / SAMPLE_RATE)
-    gap = np.zeros(int(_GAP_S * SAMPLE_RATE), dtype=np.int16)
-    pieces, placed, cursor = [], [], 0
-    for span in regions:
-        piece = channel.samples[int(span.start * SAMPLE_RATE) : int(span.end * SAMPLE_RATE)]
-        end = (cursor + len(piece)) / SAMPLE_RATE
-        placed.append(_Placed(cursor / SAMPLE_RATE, end, span.start, channel.speaker))
-        pieces += [piece, gap]
-        cursor += len(piece) + len(gap)
-    return (np.concatenate(pieces) if pieces else np.zeros(0, np.int16)), placed
-
-
-def region_of(t: float, placed: list[_Placed]) -> int:
-    """Index of the packed span holding time t; a time in a gap goes to the nearer span."""
-    starts = [p.packed_start for p in placed]
-    i = max(0, bisect.bisect_right(starts, t) - 1)
-    if t > placed[i].packed_end and i + 1 < len(placed):
-        if placed[i + 1].packed_start - t < t - placed[i].packed_end:
-            return i + 1
-    return i
-
-
-def to_call_time(t: float, p: _Placed) -> float:
-    return p.call_start + min(max(t - p.packed_start, 0.0), p.packed_end - p.packed_start)
 
 
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[^\W_]+", re.UNICODE)
@@ -116,91 +82,181 @@ def is_repetition_loop(text: str, max_repeats: int) -> bool:
     return False
 
 
-def _credible(segment, options: TranscribeOptions) -> bool:
+@dataclass(frozen=True)
+class _Decoded:
+    """One window's decoding, with the figures faster-whisper's guards read (all per window)."""
+
+    tokens: list[int]
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+def _credible(decoded: _Decoded, options: TranscribeOptions) -> bool:
     """The guards against text invented on noise, music or silence that slipped past VAD."""
-    text = segment.text.strip()
-    if not _TOKEN.search(text):
+    if not _TOKEN.search(decoded.text):
         return False
-    if segment.no_speech_prob > options.no_speech_threshold and segment.avg_logprob < options.log_prob_threshold:
+    if decoded.no_speech_prob > options.no_speech_threshold and decoded.avg_logprob < options.log_prob_threshold:
         return False
-    if segment.avg_logprob < options.min_log_prob:
+    if decoded.avg_logprob < options.min_log_prob:
         return False
-    if segment.compression_ratio > options.compression_ratio_threshold:
-        return False
-    return not is_repetition_loop(text, options.max_repeats)
+    return decoded.compression_ratio <= options.compression_ratio_threshold
 
 
-def _words_by_region(segments, placed: list[_Placed], options: TranscribeOptions) -> list[tuple[int, list]]:
-    """Credible words grouped by the packed span they fall in, in packed order."""
-    groups: list[tuple[int, list]] = []
-    for seg in segments:
-        if not _credible(seg, options):
-            continue
-        for word in seg.words or ():
-            index = region_of((word.start + word.end) / 2, placed)
-            if groups and groups[-1][0] == index:
-                groups[-1][1].append(word)
-            else:
-                groups.append((index, [word]))
-    return groups
+def _needs_fallback(decoded: _Decoded, options: TranscribeOptions) -> bool:
+    """faster-whisper's rule: decode again, hotter, when the text loops or is unlikely, unless it is silence."""
+    unlikely = decoded.avg_logprob < options.log_prob_threshold
+    silence = unlikely and decoded.no_speech_prob > options.no_speech_threshold
+    return (decoded.compression_ratio > options.compression_ratio_threshold or unlikely) and not silence
 
 
-def _segment(words: list, p: _Placed) -> TranscriptSegment | None:
-    text = "".join(w.word for w in words).strip()
-    if not _TOKEN.search(text):
-        return None
-    start, end = to_call_time(words[0].start, p), to_call_time(words[-1].end, p)
-    confidence = sum(w.probability for w in words) / len(words)
-    return TranscriptSegment(start, max(start, end), p.speaker, text, confidence)
+def _rows(encoded, rows: list[int]):
+    """The encoder output of some windows of a batch (for the ones decoded again)."""
+    import ctranslate2
+
+    if len(rows) == encoded.shape[0]:
+        return encoded
+    array = np.asarray(encoded.to_device(ctranslate2.Device.cpu))
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[rows]))
 
 
-def transcribe_channel(
-    model, channel: ChannelSpeech, options: TranscribeOptions, language: str
-) -> list[TranscriptSegment]:
-    """Transcript segments of one channel, one per VAD span that held credible words."""
-    audio, placed = pack(channel, options.padding_s)
-    if not placed:
-        return []
-    generator, _info = model.transcribe(
-        to_float(audio),
-        language=language,
-        beam_size=options.beam_size,
-        condition_on_previous_text=False,  # one bad window must not seed the next
-        no_speech_threshold=options.no_speech_threshold,
-        log_prob_threshold=options.log_prob_threshold,
-        compression_ratio_threshold=options.compression_ratio_threshold,
-        word_timestamps=True,
-        vad_filter=False,  # webrtcvad already chose the audio
+def _generate(model, encoded, prompt: list[int], tokenizer, options: TranscribeOptions, temperature: float):
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+    if temperature == 0:
+        sampling = {"beam_size": options.beam_size}
+    else:
+        sampling = {"beam_size": 1, "num_hypotheses": _BEST_OF, "sampling_topk": 0, "sampling_temperature": temperature}
+    results = model.model.generate(
+        encoded,
+        [prompt] * encoded.shape[0],
+        max_length=model.max_length,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        **sampling,
     )
-    segments = list(generator)
-    result, previous = [], None
-    for index, words in _words_by_region(segments, placed, options):
-        segment = _segment(words, placed[index])
-        if segment is None or is_repetition_loop(segment.text, options.max_repeats) or segment.text == previous:
-            continue
-        previous = segment.text
-        result.append(segment)
-    return result
+    decoded = []
+    for result in results:
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # CTranslate2 gives the mean per token
+        decoded.append(_Decoded(tokens, text, avg_logprob, result.no_speech_prob, get_compression_ratio(text)))
+    return decoded
 
 
-def call_language(model, channels: list[ChannelSpeech], options: TranscribeOptions) -> str:
-    """The configured language, or the one detected on the channel with the most speech.
+def _decode(model, encoded, tokenizer, options: TranscribeOptions) -> list[_Decoded]:
+    """Greedy (or beam) decoding of every window, hotter again for those that fail, as faster-whisper does."""
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    attempts: list[list[_Decoded]] = [[] for _ in range(encoded.shape[0])]
+    pending = list(range(encoded.shape[0]))
+    for temperature in _TEMPERATURES:
+        if not pending:
+            break
+        results = _generate(model, _rows(encoded, pending), prompt, tokenizer, options, temperature)
+        for i, decoded in zip(pending, results, strict=True):
+            attempts[i].append(decoded)
+        pending = [i for i in pending if _needs_fallback(attempts[i][-1], options)]
+    # A window that failed at every temperature keeps its most likely decoding that does not loop.
+    return [
+        max(tried, key=lambda d: (d.compression_ratio <= options.compression_ratio_threshold, d.avg_logprob))
+        if i in pending
+        else tried[-1]
+        for i, tried in enumerate(attempts)
+    ]
 
-    Detection costs an encoder pass of its own (a tenth or more of a call's
-    work on a CPU); once per call is enough, since both parties of a call
-    speak the same language.
+
+def _tokenizer(model, encoded, windows: list[Window], options: TranscribeOptions):
+    """The configured language, or the one Whisper hears in the first batch (weighted by speech per window).
+
+    Both parties of a call speak one language, and a batch holds up to
+    _BATCH windows of it: a steadier vote than one short window.
     """
-    if options.language != "auto":
-        return options.language
-    talker = max(channels, key=lambda ch: sum(s.duration for s in ch.spans))
-    audio, _ = pack(talker, options.padding_s)
-    language, _probability, _all = model.detect_language(to_float(audio[: 30 * SAMPLE_RATE]))
-    return language
+    from faster_whisper.tokenizer import Tokenizer
+
+    language = options.language
+    if not model.model.is_multilingual:
+        language = "en"
+    elif language == "auto":
+        votes: dict[str, float] = defaultdict(float)
+        for window, ranked in zip(windows, model.model.detect_language(encoded), strict=True):
+            for token, probability in ranked:
+                votes[token[2:-2]] += probability * window.speech_s
+        language = max(votes, key=votes.__getitem__)
+    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+
+
+def _features(model, window: Window) -> tuple[np.ndarray, int]:
+    """The window's log-mel features padded to 30 s, and how many frames hold audio."""
+    from faster_whisper.audio import pad_or_trim
+
+    mel = model.feature_extractor(to_float(window.samples))[..., :-1]
+    return pad_or_trim(mel), mel.shape[-1]
+
+
+def _aligned_words(model, tokenizer, encoded, rows: list[int], decoded: list[_Decoded], frames: list[int]):
+    """Per window row: its words with start and end in window seconds, punctuation joined to its word."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    text_tokens = [[t for t in decoded[i].tokens if t < tokenizer.eot] for i in rows]
+    alignments = model.find_alignment(tokenizer, text_tokens, _rows(encoded, rows), [frames[i] for i in rows])
+    words = {}
+    for i, alignment in zip(rows, alignments, strict=True):
+        merge_punctuations(alignment, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
+        words[i] = [w for w in alignment if w["word"]]
+    return words
+
+
+def _segment(words: list[dict], placed, options: TranscribeOptions) -> TranscriptSegment | None:
+    text = "".join(w["word"] for w in words).strip()
+    if not _TOKEN.search(text) or is_repetition_loop(text, options.max_repeats):
+        return None
+    start, end = to_call_time(words[0]["start"], placed), to_call_time(words[-1]["end"], placed)
+    confidence = sum(w["probability"] for w in words) / len(words)
+    return TranscriptSegment(start, max(start, end), placed.speaker, text, float(confidence))
+
+
+def _window_segments(window: Window, words: list[dict], options: TranscribeOptions) -> list[TranscriptSegment]:
+    """One segment per piece of speech that holds words; each word goes to the piece it was said in."""
+    groups: list[tuple[int, list[dict]]] = []
+    for word in words:
+        index = region_of((word["start"] + word["end"]) / 2, window.placed)
+        if groups and groups[-1][0] == index:
+            groups[-1][1].append(word)
+        else:
+            groups.append((index, [word]))
+    segments = (_segment(group, window.placed[index], options) for index, group in groups)
+    return [s for s in segments if s is not None]
+
+
+def _without_echoes(segments: list[TranscriptSegment]) -> list[TranscriptSegment]:
+    """Drop a segment that repeats its speaker's previous one word for word (a hallucinated echo)."""
+    previous: dict[str, str] = {}
+    kept = []
+    for segment in segments:
+        if previous.get(segment.speaker) != segment.text:
+            kept.append(segment)
+        previous[segment.speaker] = segment.text
+    return kept
 
 
 def transcribe_call(model, channels: list[ChannelSpeech], options: TranscribeOptions) -> list[TranscriptSegment]:
-    """All channels' segments (not yet ordered across channels)."""
-    if not any(ch.spans for ch in channels):
-        return []
-    language = call_language(model, channels, options)
-    return [segment for channel in channels for segment in transcribe_channel(model, channel, options, language)]
+    """All channels' segments, each channel's in call order (not yet ordered across channels)."""
+    windows = pack_windows(channels, options.padding_s)
+    size = -(-len(windows) // -(-len(windows) // _BATCH)) if windows else 1  # even batches: 10 -> 5 + 5
+    tokenizer, segments = None, []
+    for first in range(0, len(windows), size):
+        batch = windows[first : first + size]
+        features = [_features(model, window) for window in batch]
+        encoded = model.encode(np.stack([mel for mel, _ in features]))
+        tokenizer = tokenizer or _tokenizer(model, encoded, batch, options)
+        decoded = _decode(model, encoded, tokenizer, options)
+        rows = [i for i, d in enumerate(decoded) if _credible(d, options)]
+        if not rows:
+            continue
+        words = _aligned_words(model, tokenizer, encoded, rows, decoded, [frames for _, frames in features])
+        for i in rows:
+            segments += _window_segments(batch[i], words[i], options)
+    return _without_echoes(segments)

@@ -32,7 +32,17 @@ from telesales.settings import CONFIG_DIR, load_settings
 SYNTH_CACHE = Path(tempfile.gettempdir()) / "telesales-synth-calls"
 
 # The modules that turn a WAV into an Analysis; a change to any of them invalidates the cache.
-ANALYSIS_SOURCES = ("audio", "vad", "transcribe", "transcript", "metrics", "segments", "pipeline", "model_files")
+ANALYSIS_SOURCES = (
+    "audio",
+    "vad",
+    "packing",
+    "transcribe",
+    "transcript",
+    "metrics",
+    "segments",
+    "pipeline",
+    "model_files",
+)
 
 # The first run on a machine transcribes every call: minutes on 2 cores, in whichever test comes first.
 pytestmark = pytest.mark.timeout(1500)
