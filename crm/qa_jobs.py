@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from crm.transcripts import index_result
+
 
 @dataclass(frozen=True)
 class QueuePolicy:
@@ -157,6 +159,7 @@ async def store_result(conn: asyncpg.Connection, job: asyncpg.Record, result: di
             result["score"],
             result["timings"],
         )
+        await index_result(conn, inserted, job["call_id"], result["transcript"])
         await complete(conn, job["id"])
     return inserted is not None
 

@@ -24,6 +24,7 @@ import asyncpg
 
 from crm import qa_jobs
 from qa.audio import RecordingError, read_recording
+from qa.embeddings import embed_call_segments
 from qa.model_files import ModelFilesError
 from qa.pipeline import analyse, load_model, qa_options, result_json, score
 from qa.scorecard import ScorecardError, load_scorecard
@@ -155,6 +156,7 @@ class Worker:
                 "timings": timings,
             },
         )
+        await embed_call_segments(self.conn, job["call_id"])  # semantic search (issue #6)
         log.info("qa job done", extra=ids | {"score": outcome["score"], "stored": stored} | timings)
 
 

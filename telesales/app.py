@@ -43,6 +43,7 @@ ROUTE_MODULES = (
     "telesales.routes.orders",
     "telesales.routes.leads",
     "telesales.routes.openapi",
+    "telesales.routes.qa_search",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
