@@ -1,13 +1,13 @@
 # telesales: `make run` starts the service, `make test` runs the test suite.
 # Both create .venv with $(PYTHON) and install the project into it; the install
-# is redone only when pyproject.toml changes (stamp files in .venv).
+# is redone only when pyproject.toml or this file changes (stamp files in .venv).
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
 VENV := .venv
 BIN := $(VENV)/bin
-HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+HASH := $(shell cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 RUN_STAMP := $(VENV)/.installed-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
