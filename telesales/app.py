@@ -44,6 +44,7 @@ ROUTE_MODULES = (
     "telesales.routes.leads",
     "telesales.routes.openapi",
     "telesales.routes.qa_search",
+    "telesales.routes.qa_review",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
