@@ -74,7 +74,7 @@
     let current = null;
     for (const li of lines) if (Number(li.dataset.start) <= t + 0.05) current = li;
     for (const li of lines) li.classList.toggle("current", li === current);
-    if (current && !current.dataset.shown) { current.scrollIntoView({ block: "nearest" }); }
+    if (current) current.scrollIntoView({ block: "nearest" });
   }
   player.addEventListener("timeupdate", highlight);
   player.addEventListener("seeked", highlight);
