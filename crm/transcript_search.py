@@ -32,6 +32,7 @@ QUERY_MAX = 200
 SNIPPET_CHARS = 160
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]{2,}")
+COUNT_MAX = 1000  # totals are counted this far: counting every match of a frequent word costs more than the page
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
 
 
@@ -147,20 +148,46 @@ _COLUMNS = """
     coalesce(rv.score, r.score) as score, r.duration_seconds as duration_s, rv.result_id is not null as reviewed
 """
 
+# The joins a condition on these aliases needs, in the order they must appear.
+_JOINS = (
+    ("c", "join calls c on c.id = s.call_id"),
+    ("r", "join qa_results r on r.id = s.result_id"),
+    ("ag", "left join users ag on ag.id = c.agent_id"),
+    ("rv", "left join qa_reviews rv on rv.result_id = r.id"),
+    ("cd", "left join call_dispositions cd on cd.call_id = c.id"),
+)
+_NEEDS = {"ag": {"c"}, "cd": {"c"}, "rv": {"r"}}
 
-def access_condition(sql: _Sql, viewer: Viewer, call: str = "c", agent: str = "ag") -> None:
-    """Restrict sql to the calls viewer may see (the rule of issue #6, point 5)."""
-    if viewer.role == "admin":
-        return
-    me = sql.arg(viewer.user_id)
+
+def _candidates_from(condition: str) -> str:
+    """FROM transcript_segments with only the joins the condition uses.
+
+    The candidates (matching segments, ranked, one page) are found first;
+    the call, agent and score columns are joined to that page only. A
+    frequent word matches many thousand segments: joining all of them to
+    their calls before ranking would cost more than the search itself.
+    """
+    used = {alias for alias, _ in _JOINS if re.search(rf"\b{alias}\.", condition)}
+    for alias in list(used):
+        used |= _NEEDS.get(alias, set())
+    return "from transcript_segments s " + " ".join(join for alias, join in _JOINS if alias in used)
+
+
+async def reviewer_teams(conn: asyncpg.Connection, viewer: Viewer) -> list[int]:
+    if viewer.role in ("admin", "agent"):
+        return []
+    return [r["team_id"] for r in await conn.fetch(
+        "select team_id from reviewer_teams where reviewer_id = $1", viewer.user_id
+    )]
+
+
+def access_condition(sql: _Sql, viewer: Viewer, teams: list[int]) -> None:
+    """Restrict sql to the calls viewer may see (the rule of issue #6, point 5); teams: reviewer_teams()."""
     if viewer.role == "agent":
-        sql.add(f"{call}.agent_id = {me}")
-        return
-    # qa and supervisors: their assigned teams, or every team when none are assigned
-    sql.add(
-        f"""(not exists (select 1 from reviewer_teams rt where rt.reviewer_id = {me})
-             or {agent}.team_id in (select rt.team_id from reviewer_teams rt where rt.reviewer_id = {me}))"""
-    )
+        sql.add(f"c.agent_id = {sql.arg(viewer.user_id)}")
+    elif viewer.role != "admin" and teams:
+        # qa and supervisors: their assigned teams; every team when none are assigned
+        sql.add(f"ag.team_id = any({sql.arg(teams)}::bigint[])")
 
 
 def _filter_conditions(sql: _Sql, f: Filters) -> None:
@@ -207,53 +234,72 @@ def _keyword_match(sql: _Sql, q: str) -> tuple[str, str]:
     if grams:
         substring = f"({substring} and s.grams @> {sql.arg(grams)}::text[])"
     if not _LATIN_WORD.search(q):
-        return substring, f"(s.norm like {pattern})::int::real"
+        # Every match is an exact substring: equal rank, so newest first is the whole order, and the
+        # planner may walk the primary key backwards for a frequent word instead of ranking all its matches.
+        return substring, "1::real"
     tsq = f"websearch_to_tsquery('english', {sql.arg(q)})"
     # An exact substring outranks a stemmed match; ts_rank_cd orders within each.
     return f"({substring} or s.tsv @@ {tsq})", f"((s.norm like {pattern})::int + ts_rank_cd(s.tsv, {tsq}))::real"
 
 
-async def keyword_search(
-    conn: asyncpg.Connection, viewer: Viewer, q: str, f: Filters, *, limit: int, offset: int, count_max: int = 10_000
-) -> tuple[list[asyncpg.Record], int]:
-    """Matching segments, best first, and how many there are (counted up to count_max)."""
+def keyword_sql(
+    viewer: Viewer, teams: list[int], q: str, f: Filters, *, limit: int, offset: int, count_max: int = COUNT_MAX
+):
+    """(page query, count query, page args, count args) of a keyword search.
+
+    Ties in rank go newest segment first (ids grow with time), so a page
+    needs no join to the calls unless a filter does.
+    """
     sql = _Sql()
     match, rank = _keyword_match(sql, q)
     sql.add(match)
-    access_condition(sql, viewer)
+    access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
-    rows = await conn.fetch(
-        f"""select {_COLUMNS}, {rank} as rank {_FROM} where {sql.condition}
-            order by rank desc, c.created_at desc, s.id
-            limit {sql.arg(limit)} offset {sql.arg(offset)}""",
-        *sql.args,
-    )
-    total = await conn.fetchval(
-        f"select count(*) from (select 1 {_FROM} where {sql.condition} limit {count_max}) x", *sql.args[:-2]
-    )
-    return rows, total
+    source = _candidates_from(sql.condition)
+    count = f"select count(*) from (select 1 {source} where {sql.condition} limit {count_max}) x"
+    count_args = list(sql.args)
+    page = f"""with hits as (
+                   select s.id, {rank} as rank {source} where {sql.condition}
+                   order by rank desc, s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})
+               select {_COLUMNS}, h.rank from hits h join transcript_segments s on s.id = h.id
+                   {_FROM.split("from transcript_segments s", 1)[1]}
+               order by h.rank desc, s.id desc"""
+    return page, count, sql.args, count_args
+
+
+async def keyword_search(
+    conn: asyncpg.Connection, viewer: Viewer, q: str, f: Filters, *, limit: int, offset: int, count_max: int = COUNT_MAX
+) -> tuple[list[asyncpg.Record], int]:
+    """Matching segments, best first, and how many there are (counted up to count_max)."""
+    teams = await reviewer_teams(conn, viewer)
+    page, count, args, count_args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    return await conn.fetch(page, *args), await conn.fetchval(count, *count_args)
 
 
 async def semantic_search(
     conn: asyncpg.Connection, viewer: Viewer, vector: list[float], f: Filters, *, limit: int, min_similarity: float
 ) -> list[asyncpg.Record]:
     """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity."""
+    teams = await reviewer_teams(conn, viewer)
     sql = _Sql()
     vec = sql.arg(_vector_text(vector))
     sql.add("s.embedding is not null")
-    access_condition(sql, viewer)
+    access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
+    source = _candidates_from(sql.condition)
     async with conn.transaction():
-        # With filters the HNSW scan keeps going until enough rows pass them (pgvector 0.8 iterative scans).
+        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
         await conn.execute("set local hnsw.iterative_scan = relaxed_order")
         await conn.execute("set local hnsw.ef_search = 100")
         return await conn.fetch(
             f"""with nearest as materialized (
-                    select {_COLUMNS}, 1 - (s.embedding <=> {vec}::halfvec) as rank {_FROM}
+                    select s.id, 1 - (s.embedding <=> {vec}::halfvec) as rank {source}
                     where {sql.condition}
                     order by s.embedding <=> {vec}::halfvec
                     limit {sql.arg(limit)})
-                select * from nearest where rank >= {sql.arg(min_similarity)} order by rank desc""",
+                select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
+                    {_FROM.split("from transcript_segments s", 1)[1]}
+                where h.rank >= {sql.arg(min_similarity)} order by h.rank desc""",
             *sql.args,
         )
 

@@ -1,7 +1,7 @@
 -- Transcript search and QA review: one row per transcript segment with the
 -- indexes that find it (substring, Chinese bigrams, English full text,
--- sentence embeddings), reviewer team assignments, saved searches, reviewer
--- overrides of automatic checks and review claims.
+-- sentence embeddings), reviewer team assignments, saved searches and reviewer
+-- overrides of automatic checks.
 
 create extension if not exists vector;
 
@@ -104,11 +104,3 @@ create table reviewer_overrides (
     created_at timestamptz not null default now()
 );
 create index reviewer_overrides_result on reviewer_overrides (result_id, created_at);
-
--- A reviewer's claim on a call in the review queue, so two do not review it twice.
-create table review_claims (
-    call_id uuid primary key references calls,
-    reviewer_id bigint not null references users,
-    claimed_at timestamptz not null default now(),
-    done_at timestamptz
-);

@@ -59,7 +59,8 @@ async def run_search(request: web.Request, params) -> dict:
         if mode == "keyword" or vector is None:
             rows, total = await ts.keyword_search(conn, viewer, q, filters, limit=per_page, offset=offset)
             items = [ts.result_item(dict(r.items()), q, "keyword") for r in rows]
-            return {"items": items, "page": page, "per_page": per_page, "total": total, "mode": "keyword"}
+            return {"items": items, "page": page, "per_page": per_page, "total": total, "mode": "keyword",
+                    "total_is_lower_bound": total >= ts.COUNT_MAX}
         semantic = await ts.semantic_search(
             conn, viewer, vector, filters, limit=options.semantic_limit, min_similarity=options.semantic_min_similarity
         )
@@ -73,7 +74,8 @@ async def run_search(request: web.Request, params) -> dict:
             found = {r["segment_id"] for r in keyword}
             total = keyword_total + sum(1 for r in semantic if r["segment_id"] not in found)
     items = [ts.result_item(row, q, how) for row, how in fused[offset : offset + per_page]]
-    return {"items": items, "page": page, "per_page": per_page, "total": total, "mode": mode}
+    return {"items": items, "page": page, "per_page": per_page, "total": total, "mode": mode,
+            "total_is_lower_bound": total >= ts.COUNT_MAX}
 
 
 @routes.get(
@@ -84,7 +86,8 @@ async def run_search(request: web.Request, params) -> dict:
     "?mode=keyword|semantic|hybrid (default hybrid), filters ?since=, ?until= (call start, ISO 8601 with "
     "offset), ?agent_id=, ?team_id=, ?campaign_id=, ?disposition=, ?score_min=, ?score_max=, "
     "?failed_check= (a check id), ?speaker=agent|customer, ?min_duration=, ?max_duration= (seconds), "
-    "?page=, ?per_page=. Each item: the segment, its speaker and time, a highlighted snippet and a "
+    "?page=, ?per_page=; totals are counted up to 1000 (total_is_lower_bound). "
+    "Each item: the segment, its speaker and time, a highlighted snippet and a "
     "review_url at that moment. Agents see their own calls; reviewers their assigned teams",
 )
 async def search(request: web.Request) -> web.Response:

@@ -59,7 +59,7 @@
       status.textContent = body.message || "Search failed";
       return;
     }
-    status.textContent = body.total ? `${body.total} found` : "Nothing found";
+    status.textContent = body.total ? `${body.total}${body.total_is_lower_bound ? "+" : ""} found` : "Nothing found";
     results.append(...body.items.map(row));
     document.getElementById("prev").hidden = page <= 1;
     document.getElementById("next").hidden = page * body.per_page >= body.total;
