@@ -104,3 +104,10 @@ create table reviewer_overrides (
     created_at timestamptz not null default now()
 );
 create index reviewer_overrides_result on reviewer_overrides (result_id, created_at);
+
+-- A reviewer's claim on a call from the review queue, so two reviewers do not review it twice.
+create table review_claims (
+    call_id uuid primary key references calls,
+    reviewer_id bigint not null references users on delete cascade,
+    claimed_at timestamptz not null default now()
+);

@@ -15,10 +15,11 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from crm import audit, reviews
+from crm import audit, review_queue, reviews
 from crm.errors import NotFound
 from qa.rescoring import rescore_with_scorecard
 from telesales.app import CTX
+from telesales.query_params import check_query, page_params
 from telesales.routes.qa_search import REVIEWERS, viewer_of
 from telesales.web import ALL_ROLES, RouteTable, current_user, json_response, read_json
 
@@ -117,3 +118,49 @@ async def review_page(request: web.Request) -> web.Response:
     context = {"user": user, "csrf_token": session["csrf"], "call_id": str(call_id),
                "can_override": user["role"] in REVIEWERS}
     return aiohttp_jinja2.render_template("review.html", request, context)
+
+
+@routes.get(
+    "/api/v1/qa/queue",
+    roles=REVIEWERS,
+    tags=("qa",),
+    summary="Calls to review first (unreviewed, unclaimed by others): failed compliance checks, SALE calls "
+    "missing a confirmation, scores below search.queue_low_score, then one random call per agent per week; "
+    "each with its reason. ?per_page= (default 50)",
+)
+async def read_queue(request: web.Request) -> web.Response:
+    check_query(request, ("per_page",))
+    _, per_page = page_params(request)
+    ctx = request.app[CTX]
+    async with ctx.pool.acquire() as conn:
+        rows = await review_queue.queue(
+            conn, viewer_of(request), low_score=ctx.settings.search.queue_low_score, limit=per_page
+        )
+    return json_response({"items": [dict(r.items()) for r in rows]})
+
+
+@routes.post(
+    "/api/v1/calls/{call_id}/claim",
+    roles=REVIEWERS,
+    tags=("qa",),
+    summary="Claim a call for review so no other reviewer takes it (409 when another holds it)",
+)
+async def claim_call(request: web.Request) -> web.Response:
+    call_id = _call_id(request)
+    async with request.app[CTX].pool.acquire() as conn:
+        await reviews.visible_call(conn, viewer_of(request), call_id)
+        row = await review_queue.claim(conn, call_id, current_user(request)["id"])
+    return json_response(dict(row.items()), status=201)
+
+
+@routes.delete(
+    "/api/v1/calls/{call_id}/claim",
+    roles=REVIEWERS,
+    tags=("qa",),
+    summary="Give back one's claim on a call",
+)
+async def release_call(request: web.Request) -> web.Response:
+    call_id = _call_id(request)
+    async with request.app[CTX].pool.acquire() as conn:
+        await review_queue.release(conn, call_id, current_user(request)["id"])
+    return web.Response(status=204)
