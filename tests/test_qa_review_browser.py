@@ -101,3 +101,18 @@ async def test_override_changes_the_score_the_agent_sees_it_and_another_agent_ge
     assert await page.locator("#results .hit").count() == 0
     resp = await page.request.get(page.base_url + f"/api/v1/calls/{ids['en']}/recording")
     assert resp.status == 403
+
+
+async def test_reviewer_claims_a_call_from_the_queue_on_the_search_page(page, app_ctx):
+    ids = await _agent_with_calls(app_ctx)
+    await log_in_page(page, app_ctx, "qa", "rita")
+    await page.goto(page.base_url + "/qa/search")
+    first = page.locator("#queue li").first
+    await first.locator("button").wait_for()
+    assert "anna" in await first.inner_text()
+    await first.locator("button").click()
+    await page.wait_for_selector("#queue li button:has-text('Yours')")
+    async with app_ctx.pool.acquire() as c:
+        claimed = await c.fetchval("select call_id::text from review_claims")
+    assert claimed in ids.values()
+    await page.screenshot(path=str(SCREENSHOTS / "search.png")) if SCREENSHOTS else None

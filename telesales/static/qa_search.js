@@ -100,6 +100,39 @@
       loadSaved();
     });
     loadSaved();
+    loadQueue();
+  }
+
+  const REASONS = {
+    failed_compliance: "failed a compliance check", sale_unconfirmed: "sale missing a confirmation",
+    low_score: "low score", sample: "weekly sample",
+  };
+
+  async function loadQueue() {
+    const list = document.getElementById("queue");
+    const resp = await fetch("/api/v1/qa/queue?per_page=20");
+    if (!resp.ok) return;
+    const items = (await resp.json()).items;
+    list.replaceChildren(...items.map((item) => {
+      const li = document.createElement("li");
+      li.className = "hit";
+      const link = document.createElement("a");
+      link.href = item.review_url;
+      link.textContent = `${REASONS[item.reason]} · ${item.agent || "no agent"} · score ${item.score ?? "–"}`;
+      const claim = document.createElement("button");
+      claim.type = "button";
+      claim.className = "saved-search";
+      claim.textContent = item.claimed_by ? "Yours" : "Claim";
+      claim.disabled = Boolean(item.claimed_by);
+      claim.addEventListener("click", async () => {
+        const r = await fetch(`/api/v1/calls/${item.call_id}/claim`, { method: "POST", headers: { "X-CSRF-Token": csrf } });
+        status.textContent = r.ok ? "Claimed" : (await r.json()).message;
+        loadQueue();
+      });
+      li.append(link, " ", claim);
+      return li;
+    }));
+    if (!items.length) list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "Nothing to review" }));
   }
 
   const initial = new URLSearchParams(location.search);
