@@ -177,24 +177,29 @@ def vector_text(vector) -> str:
 async def embed_call_segments(conn: asyncpg.Connection, call_id: uuid.UUID | str, embedder: Embedder | None = None):
     """Compute and store the embeddings a call's segments lack (the QA worker calls this after storing a result).
 
-    Returns how many segments got one. A missing model package is logged and
-    skipped: keyword search still works, semantic search misses the call.
+    Returns how many segments got one. Failing here never fails the QA job,
+    which is already done: a missing model package or any other error is
+    logged, keyword search still finds the call, semantic search misses it.
     """
     import asyncio
 
-    rows = await conn.fetch(
-        "select id, text from transcript_segments where call_id = $1 and embedding is null", uuid.UUID(str(call_id))
-    )
-    if not rows:
-        return 0
     try:
+        rows = await conn.fetch(
+            "select id, text from transcript_segments where call_id = $1 and embedding is null",
+            uuid.UUID(str(call_id)),
+        )
+        if not rows:
+            return 0
         embedder = embedder or await asyncio.to_thread(shared_embedder)
+        vectors = await asyncio.to_thread(embedder.embed, [r["text"] for r in rows])
+        await conn.executemany(
+            "update transcript_segments set embedding = $2::halfvec where id = $1",
+            [(r["id"], vector_text(v)) for r, v in zip(rows, vectors, strict=True)],
+        )
     except EmbeddingModelMissing as e:
         log.warning("segments not embedded", extra={"call_id": str(call_id), "error": str(e)})
         return 0
-    vectors = await asyncio.to_thread(embedder.embed, [r["text"] for r in rows])
-    await conn.executemany(
-        "update transcript_segments set embedding = $2::halfvec where id = $1",
-        [(r["id"], vector_text(v)) for r, v in zip(rows, vectors, strict=True)],
-    )
+    except Exception:
+        log.exception("segments not embedded", extra={"call_id": str(call_id)})
+        return 0
     return len(rows)
