@@ -12,6 +12,7 @@ but their meaning is coarse; keyword search carries Chinese.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -181,8 +182,6 @@ async def embed_call_segments(conn: asyncpg.Connection, call_id: uuid.UUID | str
     which is already done: a missing model package or any other error is
     logged, keyword search still finds the call, semantic search misses it.
     """
-    import asyncio
-
     try:
         rows = await conn.fetch(
             "select id, text from transcript_segments where call_id = $1 and embedding is null",
