@@ -243,12 +243,24 @@ def _keyword_match(sql: _Sql, q: str) -> tuple[str, str]:
 
 
 def keyword_sql(
-    viewer: Viewer, teams: list[int], q: str, f: Filters, *, limit: int, offset: int, count_max: int = COUNT_MAX
+    viewer: Viewer,
+    teams: list[int],
+    q: str,
+    f: Filters,
+    *,
+    limit: int,
+    offset: int,
+    ranked: bool = True,
+    count_max: int = COUNT_MAX,
 ):
     """(page query, count query, page args, count args) of a keyword search.
 
-    Ties in rank go newest segment first (ids grow with time), so a page
-    needs no join to the calls unless a filter does.
+    ranked: best match first, ties newest segment first (ids grow with
+    time). Unranked: newest first only, which lets the planner walk the
+    primary key backwards and stop after one page: the order for a word so
+    frequent (count_max matches or more) that ranking all its matches would
+    cost seconds and tell a reviewer little. Either way a page needs no join
+    to the calls unless a filter does.
     """
     sql = _Sql()
     match, rank = _keyword_match(sql, q)
@@ -258,9 +270,10 @@ def keyword_sql(
     source = _candidates_from(sql.condition)
     count = f"select count(*) from (select 1 {source} where {sql.condition} limit {count_max}) x"
     count_args = list(sql.args)
+    order = "rank desc, s.id desc" if ranked else "s.id desc"
     page = f"""with hits as (
-                   select s.id, {rank} as rank {source} where {sql.condition}
-                   order by rank desc, s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})
+                   select s.id, {rank if ranked else "0::real"} as rank {source} where {sql.condition}
+                   order by {order} limit {sql.arg(limit)} offset {sql.arg(offset)})
                select {_COLUMNS}, h.rank from hits h join transcript_segments s on s.id = h.id
                    {_FROM.split("from transcript_segments s", 1)[1]}
                order by h.rank desc, s.id desc"""
@@ -270,10 +283,14 @@ def keyword_sql(
 async def keyword_search(
     conn: asyncpg.Connection, viewer: Viewer, q: str, f: Filters, *, limit: int, offset: int, count_max: int = COUNT_MAX
 ) -> tuple[list[asyncpg.Record], int]:
-    """Matching segments, best first, and how many there are (counted up to count_max)."""
+    """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
-    page, count, args, count_args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
-    return await conn.fetch(page, *args), await conn.fetchval(count, *count_args)
+    _, count, _, count_args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    total = await conn.fetchval(count, *count_args)
+    page, _, args, _ = keyword_sql(
+        viewer, teams, q, f, limit=limit, offset=offset, ranked=total < count_max, count_max=count_max
+    )
+    return await conn.fetch(page, *args), total
 
 
 async def semantic_search(

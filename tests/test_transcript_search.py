@@ -253,3 +253,10 @@ async def test_saved_searches_belong_to_their_reviewer(client, login, app_ctx):
     )
     assert resp.status == 404
     assert (await (await client.get("/api/v1/qa/saved-searches")).json())["items"] == []
+
+
+async def test_a_word_matching_more_than_the_count_limit_comes_newest_first(conn, calls3):
+    rows, total = await transcript_search.keyword_search(conn, ADMIN, "o", Filters(), limit=5, offset=0, count_max=3)
+    assert total == 3  # counted up to the limit only
+    ids = [r["segment_id"] for r in rows]
+    assert len(ids) == 5 and ids == sorted(ids, reverse=True)
