@@ -63,8 +63,8 @@ select r.call_id, r.id, s.ord - 1, coalesce(s.seg ->> 'speaker', 'unknown'),
        (s.seg ->> 'confidence')::real
 from (select distinct on (call_id) id, call_id, transcript from qa_results
       order by call_id, created_at desc, id desc) r,
-     jsonb_array_elements(r.transcript) with ordinality s(seg, ord)
-where jsonb_typeof(r.transcript) = 'array';
+     jsonb_array_elements(case when jsonb_typeof(r.transcript) = 'array' then r.transcript else '[]' end)
+         with ordinality s(seg, ord);
 
 create table saved_searches (
     id bigserial primary key,
