@@ -253,14 +253,15 @@ def keyword_sql(
     ranked: bool = True,
     count_max: int = COUNT_MAX,
 ):
-    """(page query, count query, page args, count args) of a keyword search.
+    """(query, args) of one page of a keyword search; each row also carries `total` (matches, up to count_max).
 
-    ranked: best match first, ties newest segment first (ids grow with
-    time). Unranked: newest first only, which lets the planner walk the
-    primary key backwards and stop after one page: the order for a word so
-    frequent (count_max matches or more) that ranking all its matches would
-    cost seconds and tell a reviewer little. Either way a page needs no join
-    to the calls unless a filter does.
+    ranked: the first count_max matches are counted and ranked, best first,
+    ties newest segment first (ids grow with time), in one index scan.
+    Unranked: newest first over all matches, which lets the planner walk
+    the primary key backwards and stop after one page: the order for a word
+    so frequent (count_max matches or more) that ranking all its matches
+    would cost seconds and tell a reviewer little. Either way the page is
+    joined to its calls only after it is cut, unless a filter needs them.
     """
     sql = _Sql()
     match, rank = _keyword_match(sql, q)
@@ -268,16 +269,22 @@ def keyword_sql(
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
-    count = f"select count(*) from (select 1 {source} where {sql.condition} limit {count_max}) x"
-    count_args = list(sql.args)
-    order = "rank desc, s.id desc" if ranked else "s.id desc"
-    page = f"""with hits as (
-                   select s.id, {rank if ranked else "0::real"} as rank {source} where {sql.condition}
-                   order by {order} limit {sql.arg(limit)} offset {sql.arg(offset)})
-               select {_COLUMNS}, h.rank from hits h join transcript_segments s on s.id = h.id
-                   {_FROM.split("from transcript_segments s", 1)[1]}
-               order by h.rank desc, s.id desc"""
-    return page, count, sql.args, count_args
+    columns = _FROM.split("from transcript_segments s", 1)[1]
+    if ranked:
+        hits = f"""matched as materialized (select s.id {source} where {sql.condition} limit {count_max}),
+                   hits as (select s.id, {rank} as rank from matched m join transcript_segments s on s.id = m.id
+                            order by rank desc, s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
+        total = "(select count(*) from matched)"
+    else:
+        hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
+                            order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
+        total = str(count_max)
+    query = f"""with {hits}
+                select {_COLUMNS}, h.rank, {total} as total
+                from (select {total} as total) t0 left join (hits h join transcript_segments s on s.id = h.id
+                    {columns}) on true
+                order by h.rank desc, s.id desc"""
+    return query, sql.args
 
 
 async def keyword_search(
@@ -285,12 +292,13 @@ async def keyword_search(
 ) -> tuple[list[asyncpg.Record], int]:
     """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
-    _, count, _, count_args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
-    total = await conn.fetchval(count, *count_args)
-    page, _, args, _ = keyword_sql(
-        viewer, teams, q, f, limit=limit, offset=offset, ranked=total < count_max, count_max=count_max
-    )
-    return await conn.fetch(page, *args), total
+    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    rows = await conn.fetch(query, *args)
+    total = rows[0]["total"]
+    if total >= count_max:
+        query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False, count_max=count_max)
+        rows = await conn.fetch(query, *args)
+    return [r for r in rows if r["segment_id"] is not None], total
 
 
 async def semantic_search(
