@@ -271,9 +271,10 @@ def keyword_sql(
     source = _candidates_from(sql.condition)
     columns = _FROM.split("from transcript_segments s", 1)[1]
     if ranked:
-        hits = f"""matched as materialized (select s.id {source} where {sql.condition} limit {count_max}),
-                   hits as (select s.id, {rank} as rank from matched m join transcript_segments s on s.id = m.id
-                            order by rank desc, s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
+        hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
+                                           limit {count_max}),
+                   hits as (select id, rank from matched order by rank desc, id desc
+                            limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = "(select count(*) from matched)"
     else:
         hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
@@ -293,12 +294,21 @@ async def keyword_search(
     """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
     query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
-    rows = await conn.fetch(query, *args)
-    total = rows[0]["total"]
-    if total >= count_max:
-        query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False, count_max=count_max)
+    async with conn.transaction(readonly=True):
+        await _custom_plans(conn)
         rows = await conn.fetch(query, *args)
+        total = rows[0]["total"]
+        if total >= count_max:
+            query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
+                                      count_max=count_max)
+            rows = await conn.fetch(query, *args)
     return [r for r in rows if r["segment_id"] is not None], total
+
+
+async def _custom_plans(conn: asyncpg.Connection) -> None:
+    # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic plan made
+    # without the pattern, which cannot tell a rare Chinese word from a frequent one and scans the table.
+    await conn.execute("set local plan_cache_mode = force_custom_plan")
 
 
 async def semantic_search(
@@ -316,6 +326,7 @@ async def semantic_search(
         # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
         await conn.execute("set local hnsw.iterative_scan = relaxed_order")
         await conn.execute("set local hnsw.ef_search = 100")
+        await _custom_plans(conn)
         return await conn.fetch(
             f"""with nearest as materialized (
                     select s.id, 1 - (s.embedding <=> {vec}::halfvec) as rank {source}
