@@ -299,6 +299,9 @@ async def keyword_search(
         rows = await conn.fetch(query, *args)
         total = rows[0]["total"]
         if total >= count_max:
+            # At least count_max matches: walking the primary key backwards meets a page of them within
+            # (table size / count_max) x page rows, far cheaper than collecting all matches to sort them.
+            await conn.execute("set local enable_bitmapscan = off")
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
                                       count_max=count_max)
             rows = await conn.fetch(query, *args)
