@@ -302,6 +302,7 @@ async def keyword_search(
             # At least count_max matches: walking the primary key backwards meets a page of them within
             # (table size / count_max) x page rows, far cheaper than collecting all matches to sort them.
             await conn.execute("set local enable_bitmapscan = off")
+            await conn.execute("set local enable_seqscan = off")
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
                                       count_max=count_max)
             rows = await conn.fetch(query, *args)
