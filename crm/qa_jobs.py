@@ -19,6 +19,7 @@ import asyncpg
 from crm import audit
 from crm.errors import IllegalTransition, NotFound, UserError
 from crm.paging import page_of
+from crm.transcripts import index_result
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,9 @@ async def retry(conn: asyncpg.Connection, job_id: int, *, user_id: int | None) -
 
 async def insert_result(
     conn: asyncpg.Connection, call_id: uuid.UUID, recording_sha256: str | None, scorecard: str, result: dict
-) -> bool:
-    """Store one result; False when the call already has one for this scorecard and version (kept as it is)."""
+) -> int | None:
+    """Store one result and return its id; None when the call already has one for this scorecard and version
+    (kept as it is)."""
     inserted = await conn.fetchval(
         """insert into qa_results (call_id, recording_sha256, scorecard, scorecard_version, model,
                duration_seconds, transcript, metrics, checks, categories, score, timings,
@@ -249,7 +251,7 @@ async def insert_result(
         result.get("speech_start_s"),
         result.get("speech_end_s"),
     )
-    return inserted is not None
+    return inserted
 
 
 async def store_result(conn: asyncpg.Connection, job: asyncpg.Record, result: dict) -> bool:
@@ -261,9 +263,10 @@ async def store_result(conn: asyncpg.Connection, job: asyncpg.Record, result: di
     already stored (it is kept, not duplicated).
     """
     async with conn.transaction():
-        inserted = await insert_result(conn, job["call_id"], job["recording_sha256"], job["scorecard"], result)
+        result_id = await insert_result(conn, job["call_id"], job["recording_sha256"], job["scorecard"], result)
+        await index_result(conn, result_id, job["call_id"], result["transcript"])
         await complete(conn, job["id"])
-    return inserted
+    return result_id is not None
 
 
 async def latest_results(

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import asyncpg
 
-from crm import qa_jobs
+from crm import qa_jobs, transcripts
 from crm.errors import NotFound, UserError
 from crm.fields import parse_call_id
 from qa.metrics import TalkMetrics, union
@@ -78,7 +78,7 @@ async def _rescore_one(conn: asyncpg.Connection, row: asyncpg.Record, card: Scor
         return Rescored(str(row["call_id"]), row["scorecard"], card.version, card.version, old, old, False)
     started = time.monotonic()
     result = score_call(card, _call(row))
-    stored = await qa_jobs.insert_result(
+    result_id = await qa_jobs.insert_result(
         conn,
         row["call_id"],
         row["recording_sha256"],
@@ -97,8 +97,10 @@ async def _rescore_one(conn: asyncpg.Connection, row: asyncpg.Record, card: Scor
             "speech_end_s": row["speech_end_s"],
         },
     )
+    if result_id is not None:
+        await transcripts.move_to_result(conn, row["call_id"], result_id)
     return Rescored(str(row["call_id"]), row["scorecard"], row["scorecard_version"], card.version, old,
-                    result.score, stored)
+                    result.score, result_id is not None)
 
 
 async def rescore(

@@ -31,6 +31,7 @@ import asyncpg
 
 from crm import qa_jobs
 from qa.audio import RecordingError, read_recording
+from qa.embeddings import embed_call_segments
 from qa.model_files import ModelFilesError
 from qa.pipeline import analyse, load_model, qa_options, result_json, score
 from qa.recording_fetch import WorkerTokenRefused, recording_file, remote_recordings
@@ -210,6 +211,7 @@ class Worker:
                 **speech_bounds(analysis),
             },
         )
+        await embed_call_segments(self.conn, job["call_id"])  # semantic search (issue #6)
         log.info("qa job done", extra=ids | {"score": outcome["score"], "stored": stored} | timings)
 
 

@@ -47,6 +47,8 @@ ROUTE_MODULES = (
     "telesales.routes.qa_recordings",
     "telesales.routes.agent",
     "telesales.routes.reports",
+    "telesales.routes.qa_search",
+    "telesales.routes.qa_review",
     "telesales.routes.openapi",
 )
 

@@ -98,6 +98,12 @@ def _check_ranges(s: dict[str, Any]) -> None:
     unknown = set(s["lead_import"]["required_fields"]) - set(LEAD_FIELDS)
     if unknown:
         fail("lead_import.required_fields", f"unknown fields {sorted(unknown)}; use any of {', '.join(LEAD_FIELDS)}")
+    if not 1 <= s["search"]["semantic_limit"] <= 1000:
+        fail("search.semantic_limit", "must be between 1 and 1000")
+    if not -1 <= s["search"]["semantic_min_similarity"] <= 1:
+        fail("search.semantic_min_similarity", "must be between -1 and 1")
+    if not 0 <= s["search"]["queue_low_score"] <= 100:
+        fail("search.queue_low_score", "must be between 0 and 100")
     for key in ("session_max_age", "max_upload_mb", "login_max_failures", "login_lockout_minutes"):
         if s["http"][key] <= 0:
             fail(f"http.{key}", "must be positive")

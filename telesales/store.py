@@ -9,6 +9,7 @@ import asyncpg
 
 from crm import db
 from crm.dispositions_catalog import Disposition, load_catalog, sync_catalog
+from crm.transcripts import set_embedding_index
 
 log = logging.getLogger("telesales.store")
 
@@ -40,4 +41,6 @@ async def prepare(url: str, catalog: dict[str, Disposition]) -> None:
 async def open_pool(settings: SimpleNamespace, catalog: dict[str, Disposition]) -> asyncpg.Pool:
     url = await database_url(settings)
     await prepare(url, catalog)
-    return await db.create_pool(url, settings.database.pool_min, settings.database.pool_max)
+    pool = await db.create_pool(url, settings.database.pool_min, settings.database.pool_max)
+    await set_embedding_index(pool, settings.search.vector_index)
+    return pool

@@ -1,0 +1,302 @@
+"""Transcript search latency on a large archive against an unindexed ILIKE scan.
+
+    .venv/bin/python bench/search.py [--segments 1000000] [--repeats 20] [--vector-index] [--database-url URL]
+
+Generates SEGMENTS transcript segments (half English, half Chinese, 25 per
+call, 200 agents in 20 teams, calls spread over 90 days) in a throw-away
+embedded PostgreSQL migrated with the project's migrations, so the indexes
+are the real ones. Embeddings are random unit vectors (the model's output
+does not change how long a distance takes). Then, for each kind of query,
+p50 and p95 over `repeats` runs with varying terms, through the same
+functions the API calls (crm/transcript_search.py, one page of 20 plus the
+capped count):
+
+- keyword: an English phrase (trigram index and English full text), rare (about 0.1% of segments)
+  and frequent (2-4%);
+- chinese: two- to five-character Chinese words and phrases (bigram index), rare and frequent;
+- filtered: a keyword search by a reviewer with assigned teams, plus speaker and date range;
+- semantic: the 50 nearest segments to a query vector (exact halfvec scan; HNSW with --vector-index,
+  which the embedded server's pgvector only survives on CPUs with AVX-512).
+
+Baseline: `text ILIKE '%term%'` over the same rows joined to their calls,
+newest first, 20 rows: what a search without these indexes costs. Prints
+each kind's p50/p95 in ms, the baseline's, and the ratio baseline/ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from crm import db  # noqa: E402
+from crm import transcript_search as ts  # noqa: E402
+from crm.transcripts import normalize  # noqa: E402
+
+PER_CALL = 25
+AGENTS = 200
+TEAMS = 20
+VECTORS = 4096
+BATCH = 20_000
+
+EN_OPEN = ["Hello, this is", "Good morning, my name is", "Hi, I'm calling from", "Thanks for taking my call, I am"]
+EN_NAMES = ["Anna", "Ben", "Carlos", "Diana", "Evan", "Fiona", "George", "Hannah"]
+EN_BODY = [
+    "we have a new offer on home insurance", "could you tell me what matters most to you",
+    "the price is forty dollars a month", "delivery takes about three days", "you can pay by bank transfer",
+    "I am not interested right now", "please call me back next week", "send me the details by email",
+    "how long is the contract", "is there a discount for families", "my neighbour has the same plan",
+    "what happens if I move house", "the signal is very bad here", "I need to ask my wife first",
+    "does it cover water damage", "can I pay by credit card", "this call may be recorded for quality",
+]
+EN_RARE = ["I want to cancel my policy", "this is a complaint about your agent", "stop calling me"]
+ZH_WORDS = [
+    "您好", "我们", "公司", "产品", "价格", "优惠", "活动", "保险", "客户", "服务", "时间", "电话", "需要",
+    "考虑", "合同", "付款", "送货", "地址", "朋友", "家人", "今天", "明天", "下周", "一下", "非常", "谢谢",
+    "可以", "没有", "什么", "这个", "那个", "问题", "银行", "转账", "信用卡", "质量", "快递", "免费",
+]
+ZH_RARE = ["我要退货", "我想投诉你们", "别再打电话了", "退款什么时候到"]
+
+# Rare: in about 0.1% of segments each, what a reviewer hunts for. Frequent: in 2-4% each.
+EN_QUERIES = ["cancel my policy", "complaint about your agent", "stop calling"]
+ZH_QUERIES = ["退货", "投诉", "退款", "别再打电话"]
+EN_FREQUENT = ["water damage", "discount for families"]
+ZH_FREQUENT = ["信用卡", "质量"]
+
+
+def sentence(rng: random.Random) -> tuple[str, bool]:
+    if rng.random() < 0.5:
+        if rng.random() < 0.004:
+            return rng.choice(EN_RARE) + ", " + rng.choice(EN_BODY) + ".", False
+        return f"{rng.choice(EN_OPEN)} {rng.choice(EN_NAMES)}, {rng.choice(EN_BODY)}.", False
+    words = [rng.choice(ZH_WORDS) for _ in range(rng.randint(4, 9))]
+    if rng.random() < 0.008:
+        words.insert(rng.randint(0, len(words)), rng.choice(ZH_RARE))
+    return "".join(words) + "。", True
+
+
+async def load(conn, segments: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    teams = [
+        await conn.fetchval("insert into teams (name) values ($1) returning id", f"team {i}") for i in range(TEAMS)
+    ]
+    agents = [
+        await conn.fetchval(
+            "insert into users (username, role, password_hash, team_id) values ($1, 'agent', 'x', $2) returning id",
+            f"agent{i}", teams[i % TEAMS],
+        )
+        for i in range(AGENTS)
+    ]
+    vectors = np.random.default_rng(seed).standard_normal((VECTORS, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await conn.execute("create temp table bench_vectors (k int primary key, v halfvec(384))")
+    await conn.executemany(
+        "insert into bench_vectors values ($1, $2::halfvec)",
+        [(k, "[" + ",".join(f"{x:.5f}" for x in v) + "]") for k, v in enumerate(vectors)],
+    )
+    # Load without the text indexes, then build them once: much faster than updating them row by row.
+    index_defs = await conn.fetch(
+        "select indexname, indexdef from pg_indexes where tablename = 'transcript_segments'"
+        " and indexname not like '%pkey' and indexname not like '%result_id_seq%'"
+    )
+    for row in index_defs:
+        await conn.execute(f"drop index {row['indexname']}")
+    now = dt.datetime.now(dt.UTC)
+    calls = segments // PER_CALL
+    done = 0
+    for first in range(0, calls, BATCH // PER_CALL):
+        chunk = range(first, min(calls, first + BATCH // PER_CALL))
+        call_rows = [(uuid.UUID(int=rng.getrandbits(128)), rng.choice(agents),
+                      now - dt.timedelta(minutes=rng.randint(0, 90 * 24 * 60))) for _ in chunk]
+        await conn.executemany(
+            "insert into calls (id, direction, agent_id, created_at) values ($1, 'outbound', $2, $3)", call_rows
+        )
+        result_ids = await conn.fetch(
+            """insert into qa_results (call_id, scorecard, scorecard_version, model, duration_seconds, transcript,
+                   metrics, checks, categories, score, timings)
+               select id, 'sales', 'bench', 'bench', 60 + (random() * 500)::int, '[]', '{}',
+                      jsonb_build_array(jsonb_build_object('id', 'greeting', 'passed', random() < 0.8)),
+                      '{}', round((random() * 100)::numeric, 1), '{}'
+               from unnest($1::uuid[]) as id returning id, call_id""",
+            [c[0] for c in call_rows],
+        )
+        cols = {k: [] for k in ("call", "result", "seq", "speaker", "start", "end", "text", "norm")}
+        for r in result_ids:
+            t = 0.0
+            for seq in range(PER_CALL):
+                text, _ = sentence(rng)
+                length = 1.0 + len(text) * 0.08
+                cols["call"].append(r["call_id"])
+                cols["result"].append(r["id"])
+                cols["seq"].append(seq)
+                cols["speaker"].append("agent" if seq % 2 == 0 else "customer")
+                cols["start"].append(t)
+                cols["end"].append(t + length)
+                cols["text"].append(text)
+                cols["norm"].append(normalize(text))
+                t += length + rng.random()
+        await conn.execute(
+            """insert into transcript_segments (call_id, result_id, seq, speaker, start_s, end_s, text, norm, embedding)
+               select u.c, u.r, u.q, u.sp, u.st, u.en, u.tx, u.nm, b.v
+               from unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::real[], $6::real[], $7::text[],
+                           $8::text[]) with ordinality u(c, r, q, sp, st, en, tx, nm, o)
+               join bench_vectors b on b.k = (u.o + $9) % $10""",
+            *cols.values(), done, VECTORS,
+        )
+        done += len(cols["seq"])
+        print(f"\r  loaded {done:,} segments ({time.perf_counter() - started:.0f} s)", end="", flush=True)
+    print()
+    await conn.execute("set maintenance_work_mem = '512MB'")
+    for row in index_defs:
+        t = time.perf_counter()
+        await conn.execute(row["indexdef"])
+        print(f"  index {row['indexname']}: {time.perf_counter() - t:.0f} s", flush=True)
+    await conn.execute("vacuum analyze")
+    print(f"  ready in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+async def timed(runs: int, make_call) -> list[float]:
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        await make_call(i)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+async def baseline(conn, term: str):
+    return await conn.fetch(
+        """select s.id, s.text, c.created_at from transcript_segments s join calls c on c.id = s.call_id
+           where s.text ilike $1 order by c.created_at desc limit 20""",
+        "%" + term + "%",
+    )
+
+
+async def measure(conn, repeats: int) -> None:
+    admin = ts.Viewer(0, "admin")
+    reviewer = await conn.fetchval("insert into users (username, role, password_hash) values ('rev', 'qa', 'x') "
+                                   "returning id")
+    await conn.execute("insert into reviewer_teams select $1, id from teams order by id limit 5", reviewer)
+    agent = await conn.fetchval("select id from users where role = 'agent' order by id limit 1")
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    rng = np.random.default_rng(3)
+
+    def keyword(queries, viewer=admin, **filters):
+        async def run(i):
+            await ts.keyword_search(conn, viewer, queries[i % len(queries)], ts.Filters(**filters), limit=20, offset=0)
+        return run
+
+    async def semantic(i):
+        v = rng.standard_normal(384)
+        await ts.semantic_search(conn, admin, (v / np.linalg.norm(v)).tolist(), ts.Filters(), limit=50,
+                                 min_similarity=-1.0)
+
+    async def semantic_agent(i):
+        v = rng.standard_normal(384)
+        await ts.semantic_search(conn, ts.Viewer(agent, "agent"), (v / np.linalg.norm(v)).tolist(), ts.Filters(),
+                                 limit=50, min_similarity=-1.0)
+
+    kinds = [
+        ("keyword (English phrase, rare)", keyword(EN_QUERIES), EN_QUERIES),
+        ("keyword (English phrase, frequent)", keyword(EN_FREQUENT), EN_FREQUENT),
+        ("chinese (2-5 characters, rare)", keyword(ZH_QUERIES), ZH_QUERIES),
+        ("chinese (2-3 characters, frequent)", keyword(ZH_FREQUENT), ZH_FREQUENT),
+        ("filtered (reviewer's teams, customer, 30 days)",
+         keyword(EN_QUERIES + ZH_QUERIES, ts.Viewer(reviewer, "qa"), speaker="customer", since=since),
+         EN_QUERIES + ZH_QUERIES),
+        ("semantic (50 nearest, all calls)", semantic, None),
+        ("semantic (50 nearest, one agent's calls)", semantic_agent, None),
+    ]
+    base_runs = max(3, repeats // 4)
+    print(f"\n{'query':50} {'p50 ms':>9} {'p95 ms':>9}   {'ILIKE p50':>9} {'ILIKE p95':>9}   ratio p95")
+    for name, run, terms in kinds:
+        await run(0)  # warm the cache once, as a running service would be
+        p50, p95 = percentiles(await timed(repeats, run))
+        if terms:
+            b50, b95 = percentiles(await timed(base_runs, lambda i, t=terms: baseline(conn, t[i % len(t)])))
+            print(f"{name:50} {p50:9.1f} {p95:9.1f}   {b50:9.1f} {b95:9.1f}   {b95 / p95:8.1f}x", flush=True)
+        else:
+            print(f"{name:50} {p50:9.1f} {p95:9.1f}   {'':>9} {'':>9}", flush=True)
+
+
+async def explain(conn) -> None:
+    """EXPLAIN ANALYZE of one keyword query per language, to see which indexes the planner picks."""
+    for q in ("别再打电话", "质量", "信用卡"):
+        for ranked in (True, False):
+            query, args = ts.keyword_sql(ts.Viewer(0, "admin"), [], q, ts.Filters(), limit=20, offset=0, ranked=ranked)
+            print(f"-- {q} ranked={ranked}")
+            for row in await conn.fetch("explain (analyze) " + query, *args):
+                print("   ", row[0])
+
+
+async def main(args) -> None:
+    folder = None
+    if args.database_url:
+        admin_url = args.database_url
+    else:
+        import pgserver
+
+        folder = Path(tempfile.mkdtemp(prefix="tsbench"))
+        server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+        admin_url = server.get_uri()
+    name = f"search_bench_{uuid.uuid4().hex[:8]}"
+    admin = await db.connect(admin_url)
+    await admin.execute(f'create database "{name}"')
+    conn = await db.connect(db.with_database(admin_url, name))
+    try:
+        await db.migrate(conn)
+        print(f"generating {args.segments:,} segments ...", flush=True)
+        await load(conn, args.segments)
+        if args.vector_index:
+            t = time.perf_counter()
+            await conn.execute("set maintenance_work_mem = '2GB'")
+            await conn.execute(
+                "create index transcript_segments_embedding on transcript_segments using hnsw "
+                "(embedding halfvec_cosine_ops)"
+            )
+            print(f"  HNSW index: {time.perf_counter() - t:.0f} s", flush=True)
+        count = await conn.fetchval("select count(*) from transcript_segments")
+        size = await conn.fetchval("select pg_size_pretty(pg_total_relation_size('transcript_segments'))")
+        print(f"{count:,} segments, {size} with indexes", flush=True)
+        if args.explain:
+            await explain(conn)
+        await measure(conn, args.repeats)
+    finally:
+        await conn.close()
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+        if folder:
+            server.cleanup()
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--segments", type=int, default=1_000_000, help="segments to generate (default 1,000,000)")
+    parser.add_argument("--repeats", type=int, default=20, help="runs per kind of query")
+    parser.add_argument("--vector-index", action="store_true", help="build the HNSW index (needs AVX-512 on the "
+                        "embedded server)")
+    parser.add_argument("--explain", action="store_true", help="print the query plans of a few keyword searches")
+    parser.add_argument("--database-url", help="an admin URL of a PostgreSQL server with pgvector and pg_trgm "
+                        "(default: a throw-away embedded server)")
+    asyncio.run(main(parser.parse_args()))

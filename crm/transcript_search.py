@@ -1,0 +1,462 @@
+"""Transcript search: keyword (substring and English full text) and semantic, with filters and the access rule.
+
+Keyword search finds a phrase as a substring of a segment's normalised text
+(pg_trgm index for three characters and more, the Chinese bigram index for
+Chinese of any length) or, for English, by its stemmed words (full text).
+Semantic search ranks segments by the cosine distance of their sentence
+embedding to the query's (pgvector HNSW). Hybrid mode fuses both rankings.
+
+The access rule sits in the same WHERE clause as the filters, so a segment
+the viewer may not see is never a candidate: an agent sees their own calls,
+a reviewer the teams assigned to them (every team when none are), an admin
+everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import asyncpg
+
+from crm.errors import NotFound
+from crm.fields import InvalidValue, MissingFields, check_text, parse_time
+from crm.transcripts import normalize
+
+MODES = ("keyword", "semantic", "hybrid")
+SPEAKERS = ("agent", "customer", "unknown")
+QUERY_MAX = 200
+SNIPPET_CHARS = 160
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_LATIN_WORD = re.compile(r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]{2,}")
+COUNT_MAX = 1000  # totals are counted this far: counting every match of a frequent word costs more than the page
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: int
+    role: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    agent_id: int | None = None
+    team_id: int | None = None
+    campaign_id: int | None = None
+    disposition: str | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    failed_check: str | None = None
+    speaker: str | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+
+
+FILTER_NAMES = tuple(f.name for f in fields(Filters))
+PARAMS = ("q", "mode", *FILTER_NAMES)
+
+
+def _number(query: Mapping, name: str, *, whole: bool = False) -> float | int | None:
+    raw = query.get(name)
+    raw = "" if raw is None else str(raw).strip()
+    if not raw:
+        return None
+    pattern = r"[0-9]{1,18}" if whole else r"-?[0-9]{1,9}(\.[0-9]{1,6})?"
+    if not re.fullmatch(pattern, raw):
+        kind = "an id" if whole else "a number"
+        raise InvalidValue(f"{name} must be {kind}, got {raw[:40]!r}", fields=[name])
+    return int(raw) if whole else float(raw)
+
+
+def parse_filters(query: Mapping) -> Filters:
+    """Filters from query-string text ({name: str}), each checked and named in a 422."""
+    values: dict = {}
+    for name in ("since", "until"):
+        raw = query.get(name)
+        if isinstance(raw, str):
+            # An unencoded "+08:00" in a query string arrives as " 08:00".
+            raw = re.sub(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$", r"\1+\2", raw.strip())
+        values[name] = parse_time(raw, name)
+    for name in ("agent_id", "team_id", "campaign_id"):
+        values[name] = _number(query, name, whole=True)
+    for name in ("score_min", "score_max", "min_duration", "max_duration"):
+        values[name] = _number(query, name)
+    for name in ("disposition", "failed_check"):
+        values[name] = check_text(query.get(name), name, max_len=100) or None
+    speaker = check_text(query.get("speaker"), "speaker", max_len=20) or None
+    if speaker is not None and speaker not in SPEAKERS:
+        raise InvalidValue(f"speaker must be one of {', '.join(SPEAKERS)}", fields=["speaker"])
+    values["speaker"] = speaker
+    f = Filters(**values)
+    for low, high in (("since", "until"), ("score_min", "score_max"), ("min_duration", "max_duration")):
+        a, b = getattr(f, low), getattr(f, high)
+        if a is not None and b is not None and a > b:
+            raise InvalidValue(f"{low} must not be after {high}", fields=[low, high])
+    return f
+
+
+def parse_query(query: Mapping) -> tuple[str, str]:
+    """(q, mode) checked: q is required, mode one of MODES (hybrid by default)."""
+    q = check_text(query.get("q"), "q", max_len=QUERY_MAX)
+    if not q:
+        raise MissingFields("q (the words or phrase to look for) is required", fields=["q"])
+    mode = (query.get("mode") or "hybrid").strip()
+    if mode not in MODES:
+        raise InvalidValue(f"mode must be one of {', '.join(MODES)}", fields=["mode"])
+    return q, mode
+
+
+class _Sql:
+    """A WHERE clause and its positional arguments, built together."""
+
+    def __init__(self) -> None:
+        self.args: list = []
+        self.where: list[str] = []
+
+    def arg(self, value) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, condition: str) -> None:
+        self.where.append(condition)
+
+    @property
+    def condition(self) -> str:
+        return " and ".join(self.where) or "true"
+
+
+_FROM = """
+    from transcript_segments s
+    join calls c on c.id = s.call_id
+    join qa_results r on r.id = s.result_id
+    left join users ag on ag.id = c.agent_id
+    left join teams t on t.id = ag.team_id
+    left join qa_reviews rv on rv.result_id = r.id
+    left join call_dispositions cd on cd.call_id = c.id
+"""
+
+_COLUMNS = """
+    s.id as segment_id, s.call_id, s.seq, s.speaker, s.start_s, s.end_s, s.text, s.norm,
+    c.created_at as call_started_at, c.agent_id, ag.username as agent, ag.team_id, t.name as team,
+    c.campaign_id, coalesce(c.disposition, cd.code) as disposition,
+    coalesce(rv.score, r.score) as score, r.duration_seconds as duration_s, rv.result_id is not null as reviewed
+"""
+
+# The joins a condition on these aliases needs, in the order they must appear.
+_JOINS = (
+    ("c", "join calls c on c.id = s.call_id"),
+    ("r", "join qa_results r on r.id = s.result_id"),
+    ("ag", "left join users ag on ag.id = c.agent_id"),
+    ("rv", "left join qa_reviews rv on rv.result_id = r.id"),
+    ("cd", "left join call_dispositions cd on cd.call_id = c.id"),
+)
+_NEEDS = {"ag": {"c"}, "cd": {"c"}, "rv": {"r"}}
+
+
+def _candidates_from(condition: str) -> str:
+    """FROM transcript_segments with only the joins the condition uses.
+
+    The candidates (matching segments, ranked, one page) are found first;
+    the call, agent and score columns are joined to that page only. A
+    frequent word matches many thousand segments: joining all of them to
+    their calls before ranking would cost more than the search itself.
+    """
+    used = {alias for alias, _ in _JOINS if re.search(rf"\b{alias}\.", condition)}
+    for alias in list(used):
+        used |= _NEEDS.get(alias, set())
+    return "from transcript_segments s " + " ".join(join for alias, join in _JOINS if alias in used)
+
+
+async def reviewer_teams(conn: asyncpg.Connection, viewer: Viewer) -> list[int]:
+    if viewer.role in ("admin", "agent"):
+        return []
+    return [r["team_id"] for r in await conn.fetch(
+        "select team_id from reviewer_teams where reviewer_id = $1", viewer.user_id
+    )]
+
+
+def access_condition(sql: _Sql, viewer: Viewer, teams: list[int]) -> None:
+    """Restrict sql to the calls viewer may see (the rule of issue #6, point 5); teams: reviewer_teams()."""
+    if viewer.role == "agent":
+        sql.add(f"c.agent_id = {sql.arg(viewer.user_id)}")
+    elif viewer.role != "admin" and teams:
+        # qa and supervisors: their assigned teams; every team when none are assigned
+        sql.add(f"ag.team_id = any({sql.arg(teams)}::bigint[])")
+
+
+def _filter_conditions(sql: _Sql, f: Filters) -> None:
+    simple = (
+        ("c.created_at >= {}", f.since),
+        ("c.created_at < {}", f.until),
+        ("c.agent_id = {}", f.agent_id),
+        ("ag.team_id = {}", f.team_id),
+        ("c.campaign_id = {}", f.campaign_id),
+        ("coalesce(c.disposition, cd.code) = {}", f.disposition),
+        ("coalesce(rv.score, r.score) >= {}", f.score_min),
+        ("coalesce(rv.score, r.score) <= {}", f.score_max),
+        ("s.speaker = {}", f.speaker),
+        ("r.duration_seconds >= {}", f.min_duration),
+        ("r.duration_seconds <= {}", f.max_duration),
+    )
+    for template, value in simple:
+        if value is not None:
+            sql.add(template.format(sql.arg(value)))
+    if f.failed_check is not None:
+        check = sql.arg(f.failed_check)
+        sql.add(f"coalesce(rv.checks, r.checks) @> jsonb_build_array(jsonb_build_object('id', {check}::text, "
+                "'passed', false))")
+
+
+def _like_pattern(text: str) -> str:
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+
+
+def query_grams(norm: str) -> list[str]:
+    """The Chinese bigrams (one-grams for a lone character) every segment containing norm must have."""
+    grams: set[str] = set()
+    for run in _CJK_RUN.findall(norm):
+        grams.update([run] if len(run) == 1 else (run[i : i + 2] for i in range(len(run) - 1)))
+    return sorted(grams)
+
+
+def _keyword_match(sql: _Sql, q: str) -> tuple[str, str]:
+    """(match condition, rank expression) for q."""
+    norm = normalize(q)
+    pattern = sql.arg(_like_pattern(norm))
+    substring = f"s.norm like {pattern}"
+    grams = query_grams(norm)
+    if grams:
+        substring = f"({substring} and s.grams @> {sql.arg(grams)}::text[])"
+    if not _LATIN_WORD.search(q):
+        # Every match is an exact substring: equal rank, so newest first is the whole order, and the
+        # planner may walk the primary key backwards for a frequent word instead of ranking all its matches.
+        return substring, "1::real"
+    tsq = f"websearch_to_tsquery('english', {sql.arg(q)})"
+    # An exact substring outranks a stemmed match; ts_rank_cd orders within each.
+    return f"({substring} or s.tsv @@ {tsq})", f"((s.norm like {pattern})::int + ts_rank_cd(s.tsv, {tsq}))::real"
+
+
+def keyword_sql(
+    viewer: Viewer,
+    teams: list[int],
+    q: str,
+    f: Filters,
+    *,
+    limit: int,
+    offset: int,
+    ranked: bool = True,
+    count_max: int = COUNT_MAX,
+):
+    """(query, args) of one page of a keyword search; each row also carries `total` (matches, up to count_max).
+
+    ranked: the first count_max matches are counted and ranked, best first,
+    ties newest segment first (ids grow with time), in one index scan.
+    Unranked: newest first over all matches, which lets the planner walk
+    the primary key backwards and stop after one page: the order for a word
+    so frequent (count_max matches or more) that ranking all its matches
+    would cost seconds and tell a reviewer little. Either way the page is
+    joined to its calls only after it is cut, unless a filter needs them.
+    """
+    sql = _Sql()
+    match, rank = _keyword_match(sql, q)
+    sql.add(match)
+    access_condition(sql, viewer, teams)
+    _filter_conditions(sql, f)
+    source = _candidates_from(sql.condition)
+    columns = _FROM.split("from transcript_segments s", 1)[1]
+    if ranked:
+        hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
+                                           limit {count_max}),
+                   hits as (select id, rank from matched order by rank desc, id desc
+                            limit {sql.arg(limit)} offset {sql.arg(offset)})"""
+        total = "(select count(*) from matched)"
+    else:
+        hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
+                            order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
+        total = str(count_max)
+    query = f"""with {hits}
+                select {_COLUMNS}, h.rank, {total} as total
+                from (select {total} as total) t0 left join (hits h join transcript_segments s on s.id = h.id
+                    {columns}) on true
+                order by h.rank desc, s.id desc"""
+    return query, sql.args
+
+
+async def keyword_search(
+    conn: asyncpg.Connection, viewer: Viewer, q: str, f: Filters, *, limit: int, offset: int, count_max: int = COUNT_MAX
+) -> tuple[list[asyncpg.Record], int]:
+    """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
+    teams = await reviewer_teams(conn, viewer)
+    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    async with conn.transaction(readonly=True):
+        await _custom_plans(conn)
+        rows = await conn.fetch(query, *args)
+        total = rows[0]["total"]
+        if total >= count_max:
+            # At least count_max matches: walking the primary key backwards meets a page of them within
+            # (table size / count_max) x page rows, far cheaper than collecting all matches to sort them.
+            await conn.execute("set local enable_bitmapscan = off")
+            await conn.execute("set local enable_seqscan = off")
+            query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
+                                      count_max=count_max)
+            rows = await conn.fetch(query, *args)
+    return [r for r in rows if r["segment_id"] is not None], total
+
+
+async def _custom_plans(conn: asyncpg.Connection) -> None:
+    # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic plan made
+    # without the pattern, which cannot tell a rare Chinese word from a frequent one and scans the table.
+    await conn.execute("set local plan_cache_mode = force_custom_plan")
+
+
+async def semantic_search(
+    conn: asyncpg.Connection, viewer: Viewer, vector: list[float], f: Filters, *, limit: int, min_similarity: float
+) -> list[asyncpg.Record]:
+    """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity."""
+    teams = await reviewer_teams(conn, viewer)
+    sql = _Sql()
+    vec = sql.arg(_vector_text(vector))
+    sql.add("s.embedding is not null")
+    access_condition(sql, viewer, teams)
+    _filter_conditions(sql, f)
+    source = _candidates_from(sql.condition)
+    async with conn.transaction():
+        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
+        await conn.execute("set local hnsw.iterative_scan = relaxed_order")
+        await conn.execute("set local hnsw.ef_search = 100")
+        await _custom_plans(conn)
+        return await conn.fetch(
+            f"""with nearest as materialized (
+                    select s.id, 1 - (s.embedding <=> {vec}::halfvec) as rank {source}
+                    where {sql.condition}
+                    order by s.embedding <=> {vec}::halfvec
+                    limit {sql.arg(limit)})
+                select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
+                    {_FROM.split("from transcript_segments s", 1)[1]}
+                where h.rank >= {sql.arg(min_similarity)} order by h.rank desc""",
+            *sql.args,
+        )
+
+
+def _vector_text(vector) -> str:
+    return "[" + ",".join(f"{float(v):.6f}" for v in vector) + "]"
+
+
+def fuse(keyword: list[asyncpg.Record], semantic: list[asyncpg.Record]) -> list[tuple[dict, str]]:
+    """Reciprocal rank fusion of two rankings: (row, how it matched), best first."""
+    scores: dict[int, float] = {}
+    rows: dict[int, dict] = {}
+    how: dict[int, str] = {}
+    for name, ranking in (("keyword", keyword), ("semantic", semantic)):
+        for position, row in enumerate(ranking):
+            key = row["segment_id"]
+            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + position + 1)
+            rows.setdefault(key, dict(row.items()))
+            how[key] = "both" if key in how and how[key] != name else name
+    order = sorted(scores, key=lambda k: -scores[k])
+    return [(rows[k] | {"rank": round(scores[k], 6)}, how[k]) for k in order]
+
+
+def _highlight_spans(text: str, q: str) -> list[tuple[int, int]]:
+    """Where q (or, for English, a stem of one of its words) occurs in text."""
+    norm = normalize(text)
+    if len(norm) != len(text):  # NFKC changed lengths: offsets would not line up; use lower case only
+        norm = text.lower()
+    needles = [normalize(q)]
+    needles += [w[: max(4, len(w) - 2)] for w in _LATIN_WORD.findall(normalize(q))]
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        if not needle:
+            continue
+        start = norm.find(needle)
+        while start >= 0:
+            spans.append((start, start + len(needle)))
+            start = norm.find(needle, start + len(needle))
+        if spans:
+            break  # the whole phrase found: do not also mark its words
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def snippet(text: str, q: str) -> tuple[str, str]:
+    """(plain snippet, HTML snippet with <mark>ed matches), cut to about SNIPPET_CHARS around the first match."""
+    spans = _highlight_spans(text, q)
+    lo = 0
+    if len(text) > SNIPPET_CHARS and spans:
+        lo = max(0, spans[0][0] - SNIPPET_CHARS // 3)
+    hi = min(len(text), lo + SNIPPET_CHARS)
+    out, cursor = [], lo
+    for a, b in spans:
+        a, b = max(a, lo), min(b, hi)
+        if a >= b:
+            continue
+        out.append(html.escape(text[cursor:a]) + "<mark>" + html.escape(text[a:b]) + "</mark>")
+        cursor = b
+    out.append(html.escape(text[cursor:hi]))
+    prefix, suffix = ("…" if lo > 0 else ""), ("…" if hi < len(text) else "")
+    return prefix + text[lo:hi] + suffix, prefix + "".join(out) + suffix
+
+
+def result_item(row: dict, q: str, matched: str) -> dict:
+    plain, marked = snippet(row["text"], q)
+    item = {k: v for k, v in row.items() if k != "norm"}
+    item |= {
+        "snippet": plain,
+        "snippet_html": marked,
+        "matched": matched,
+        "review_url": f"/review/{row['call_id']}?t={round(float(row['start_s']), 2)}",
+    }
+    return item
+
+
+# --- saved searches ----------------------------------------------------------
+
+
+def check_saved_query(query) -> dict:
+    """A saved search's parameters: a JSON object of search parameters (strings), checked like a search."""
+    if not isinstance(query, dict):
+        raise InvalidValue("query must be a JSON object of search parameters", fields=["query"])
+    unknown = sorted(set(query) - set(PARAMS))
+    if unknown:
+        raise InvalidValue(f"unknown search parameters: {', '.join(unknown)}", fields=["query"], allowed=list(PARAMS))
+    text = {k: "" if v is None else str(v) for k, v in query.items()}
+    parse_query(text)
+    parse_filters(text)
+    return {k: v for k, v in text.items() if v != ""}
+
+
+async def save_search(conn: asyncpg.Connection, user_id: int, name, query) -> asyncpg.Record:
+    """Save (or replace, by name) one of the user's searches."""
+    name = check_text(name, "name", max_len=100, required=True)
+    query = check_saved_query(query)
+    return await conn.fetchrow(
+        """insert into saved_searches (user_id, name, query) values ($1, $2, $3)
+           on conflict (user_id, name) do update set query = excluded.query, created_at = now()
+           returning id, name, query, created_at""",
+        user_id,
+        name,
+        query,
+    )
+
+
+async def saved_searches(conn: asyncpg.Connection, user_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "select id, name, query, created_at from saved_searches where user_id = $1 order by name", user_id
+    )
+
+
+async def delete_saved_search(conn: asyncpg.Connection, user_id: int, search_id: int) -> None:
+    status = await conn.execute("delete from saved_searches where id = $1 and user_id = $2", search_id, user_id)
+    if status != "DELETE 1":
+        raise NotFound(f"no saved search {search_id}")
