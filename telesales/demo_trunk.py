@@ -69,6 +69,18 @@ def demo_trunk_config(settings: SimpleNamespace) -> DemoTrunkConfig | None:
     return DemoTrunkConfig(t.demo_trunk_port, t.bind_address, Path(settings.data_dir) / "demo")
 
 
+def route_desk_to_demo(settings: SimpleNamespace, cfg: DemoTrunkConfig | None) -> None:
+    """With the demo trunk up and no provider, the agent desk dials (and tests lines) through it.
+
+    So `make run` shows the whole flow, next lead to wrap-up, with real calls. Set values win.
+    """
+    if cfg is None:
+        return
+    d = settings.dialer
+    d.dial_uri = d.dial_uri or f"sip:{{number}}@{cfg.bind_address}:{cfg.port}"
+    d.line_test_uri = d.line_test_uri or cfg.uri
+
+
 # --- the demo audio --------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from crm import users as user_store
 from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
-from telesales.demo_trunk import demo_trunk_config, start_demo_trunk
+from telesales.demo_trunk import demo_trunk_config, route_desk_to_demo, start_demo_trunk
 from telesales.progressive import ProgressiveDialer
 from telesales.qa_workers import qa_workers
 from telesales.seats import SeatService, seat_configs
@@ -43,6 +43,7 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
     demo_cfg = demo_trunk_config(settings)  # checked before anything is started
+    route_desk_to_demo(settings, demo_cfg)
     pool = await store.open_pool(settings, catalog)
     workers = qa_workers(settings, await store.database_url(settings))  # QA worker processes, not in this one
     # Seats start with the service (none when telephony.seats = 0); the start also

@@ -18,7 +18,7 @@ from sip_helpers import channel_rms, free_udp_port, udp_port_taken, wait_until
 
 from telephony.config import SeatConfig
 from telephony.line_test import run_line_test
-from telesales.demo_trunk import DemoTrunk, demo_audio, demo_trunk_config
+from telesales.demo_trunk import DemoTrunk, demo_audio, demo_trunk_config, route_desk_to_demo
 from telesales.settings import SettingsError, load_settings
 
 
@@ -36,6 +36,22 @@ def test_auto_runs_the_demo_trunk_only_while_no_provider_is_configured(tmp_path)
     assert demo_trunk_config(settings_with(tmp_path, allowed_peers="192.0.2.10")) is None
     assert demo_trunk_config(settings_with(tmp_path, demo_trunk="off")) is None
     assert demo_trunk_config(settings_with(tmp_path, demo_trunk="on", registrar="sip:pbx.example:5060")) is not None
+
+
+def test_the_agent_desk_dials_through_the_demo_trunk_unless_a_dial_uri_is_set(tmp_path):
+    settings = settings_with(tmp_path)
+    route_desk_to_demo(settings, demo_trunk_config(settings))
+    assert settings.dialer.dial_uri == "sip:{number}@127.0.0.1:5090"
+    assert settings.dialer.line_test_uri == "sip:demo@127.0.0.1:5090"
+
+    own = load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path / "var"),
+                                 "TELESALES_DIALER_DIAL_URI": "sip:{number}@trunk.example"})
+    route_desk_to_demo(own, demo_trunk_config(own))
+    assert own.dialer.dial_uri == "sip:{number}@trunk.example"
+
+    no_trunk = settings_with(tmp_path, demo_trunk="off")
+    route_desk_to_demo(no_trunk, demo_trunk_config(no_trunk))
+    assert no_trunk.dialer.dial_uri == ""
 
 
 def test_a_bad_demo_trunk_setting_names_the_key(tmp_path):
