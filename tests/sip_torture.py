@@ -212,6 +212,7 @@ class TcpSender:
 
     WINDOW_S, MAX_IN_WINDOW = 0.6, 24
     PROBES = 12
+    MIN_WAIT_S = 1.0
 
     def __init__(self, seat_port: int) -> None:
         self.seat_port = seat_port
@@ -239,11 +240,17 @@ class TcpSender:
             except (ConnectionResetError, BrokenPipeError):
                 out.closed = True
             # The seat accepts a new connection in one poll and reads it in a later one, while the probe
-            # connection is read at once: after PROBES answered round trips (each at least one poll)
-            # the message has surely been read and answered.
-            # Once an answer shows up, two more rounds catch any answer sent in the same step (100 + 180).
+            # connection is read at once, so the message is read some probe round trips later: wait for
+            # PROBES answered round trips and at least MIN_WAIT_S (PROBES alone once missed a 200 on a
+            # loaded CI machine, where UDP and TCP run at once). Once an answer shows up, two more
+            # rounds catch any answer sent in the same step (100 + 180).
             data, out.alive, extra = b"", True, None
-            for _ in range(self.PROBES):
+            until = time.monotonic() + self.MIN_WAIT_S
+            rounds = 0
+            while rounds < self.PROBES or (time.monotonic() < until and extra is None):
+                rounds += 1
+                if rounds > self.PROBES:
+                    time.sleep(0.02)
                 out.alive = self._probe(out)
                 chunk, closed = self._drain(conn)
                 data += chunk
