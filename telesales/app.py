@@ -105,6 +105,16 @@ def _same_origin(request: web.Request) -> bool:
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
 
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def _websocket_origin_ok(request: web.Request) -> bool:
+    """Browsers always send Origin on a WebSocket handshake, and cookies ride along cross-site, so the
+    handshake needs a matching Origin (cross-site WebSocket hijacking); clients without one are refused."""
+    return "Origin" in request.headers and _same_origin(request)
+
+
 async def _csrf_ok(request: web.Request) -> bool:
     session = await get_session(request)
     expected = session.get("csrf")
@@ -139,6 +149,8 @@ def guarded(route: Route):
             return await _as_worker(request, route, token)
         if route.method not in SAFE_METHODS and not _same_origin(request):
             return _error(403, "cross_origin", "cross-site request refused")
+        if _is_websocket(request) and not _websocket_origin_ok(request):
+            return _error(403, "cross_origin", "WebSocket handshake without this site's Origin refused")
         user = await _load_user(request)
         request["user"] = user
         if not route.public:
