@@ -100,22 +100,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: qa.threads)")
     parser.add_argument("--skip-five-minute", action="store_true")
+    parser.add_argument("--recordings", help="a folder of stereo WAVs to use instead of rendering the synthetic calls "
+                        "(for a machine without espeak-ng, such as a GPU host; qa.device comes from settings)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"TELESALES_DATA_DIR": str(Path(tmp) / "var")}
+        env = {**os.environ, "TELESALES_DATA_DIR": str(Path(tmp) / "var")}  # TELESALES_QA_* apply
         if args.threads:
             env["TELESALES_QA_THREADS"] = str(args.threads)
         settings = load_settings(environ=env)
         english = [c for c in CALLS if c.language == "en"][: args.calls]
-        paths = [rendered(c, Path(tmp) / "calls")[0] for c in english]
+        if args.recordings:
+            paths = sorted(Path(args.recordings).glob("*.wav"))[: args.calls]
+        else:
+            paths = [rendered(c, Path(tmp) / "calls")[0] for c in english]
         minutes = sum(read_recording(p).duration_s for p in paths) / 60
         five = None if args.skip_five_minute else five_minute_call(paths, Path(tmp))
         with Clock() as load:
             model = load_model(settings)
         options, scorecard = qa_options(settings.qa), load_scorecard("sales", settings.config_dir)
         print(
-            f"model {settings.qa.model or 'bundled whisper-base'} {settings.qa.compute_type}, "
+            f"model {settings.qa.model or 'bundled whisper-base'} on {settings.qa.device} {settings.qa.compute_type}, "
             f"threads {settings.qa.threads or 'all'} (of {os.cpu_count()} cores), loaded in {load.wall:.1f} s"
         )
         print(f"{len(paths)} stereo calls, {minutes:.2f} audio minutes; {args.rounds} rounds")
