@@ -149,9 +149,29 @@ group by c.agent_id
 """
 
 
+BULK_TABLES = ["calls", "call_dispositions", "qa_results", "orders"]
+
+
+async def drop_secondary_indexes(conn) -> list[str]:
+    """Drop the big tables' indexes that no constraint needs and return their definitions: building an
+    index once after the rows (a sort) is many times faster than maintaining it row by row."""
+    rows = await conn.fetch(
+        """select i.indexrelid::regclass::text as name, pg_get_indexdef(i.indexrelid) as ddl
+           from pg_index i
+           where i.indrelid = any($1::regclass[])
+             and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)""",
+        BULK_TABLES,
+    )
+    for row in rows:
+        await conn.execute(f"drop index {row['name']}")
+    return [row["ddl"] for row in rows]
+
+
 async def generate(conn, calls: int, leads: int) -> float:
     started = time.perf_counter()
     await conn.execute("set session_replication_role = replica")  # triggers off: the rollup is built after
+    await conn.execute("set maintenance_work_mem = '512MB'")
+    indexes = await drop_secondary_indexes(conn)
     bounds = zip(CODES, [0] + [u for _, u in CODES], strict=False)
     await conn.execute("create temporary table dispositions_by_share as select d.code, d.human_answered, b.lower, "
                        "b.upper from dispositions d join (values " +
@@ -163,6 +183,10 @@ async def generate(conn, calls: int, leads: int) -> float:
         step = time.perf_counter()
         status = await conn.execute(sql.format(**params))
         print(f"  {status:<28} {time.perf_counter() - step:7.1f} s", flush=True)
+    step = time.perf_counter()
+    for ddl in indexes:
+        await conn.execute(ddl)
+    print(f"  {len(indexes)} indexes rebuilt{'':9} {time.perf_counter() - step:7.1f} s", flush=True)
     for table in ("customers", "leads", "users", "teams", "campaigns", "lead_imports"):
         await conn.execute(f"select setval(pg_get_serial_sequence('{table}', 'id'), "
                            f"coalesce((select max(id) from {table}), 1))")
