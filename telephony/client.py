@@ -83,10 +83,15 @@ class SeatClient:
         request_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
+        message = protocol.command(request_id, cmd, {k: v for k, v in args.items() if v is not None})
+
+        async def send_and_wait() -> dict[str, Any]:
+            self._writer.write(message)
+            await self._writer.drain()  # inside the timeout: a seat that stops reading must not hang us
+            return await fut
+
         try:
-            self._writer.write(protocol.command(request_id, cmd, {k: v for k, v in args.items() if v is not None}))
-            await self._writer.drain()
-            return await asyncio.wait_for(fut, timeout or self.command_timeout)
+            return await asyncio.wait_for(send_and_wait(), timeout or self.command_timeout)
         except (ConnectionError, BrokenPipeError) as e:
             raise SeatUnavailable(f"seat {self.name}: {e}") from None
         except TimeoutError:

@@ -225,7 +225,7 @@ class SeatManager:
         """Ask politely (shutdown hangs up and closes recordings), then SIGKILL after a grace period."""
         proc, client = seat.proc, seat.client
         if client is not None and not client.closed.is_set():
-            with contextlib.suppress(SeatUnavailable):
+            with contextlib.suppress(SeatUnavailable, SeatTimeout):  # a stuck seat is killed below
                 await client.request("shutdown", timeout=2.0)
         if proc is not None and proc.returncode is None:
             try:
