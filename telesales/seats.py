@@ -26,7 +26,7 @@ from telephony.line_test import LineTestResult, run_line_test
 from telephony.manager import SeatManager
 from telephony.protocol import CommandError
 from telephony.recording import repair_wav, sha256_file
-from telesales.settings import SettingsError
+from telesales.settings import SettingsError, coerce
 
 log = logging.getLogger("telesales.seats")
 
@@ -39,30 +39,61 @@ def seat_configs(settings: SimpleNamespace) -> list[SeatConfig]:
     for key in ("sip_base_port", "rtp_base_port"):
         if not 0 <= getattr(t, key) <= 65535:
             raise SettingsError(f"telephony.{key}: must be a port number")
-    account = AccountConfig(t.registrar, t.username, t.password, t.realm, t.outbound_proxy)
+    names = [f"seat{n + 1}" for n in range(t.seats)]
+    per_seat = _per_seat_values(t, names)
     try:
-        return [
-            SeatConfig(
-                name=f"seat{n + 1}",
-                sip_port=t.sip_base_port + n,
-                recordings_dir=str(Path(settings.data_dir) / "recordings"),
-                bind_address=t.bind_address,
-                public_address=t.public_address,
-                transport=t.transport,
-                stun_servers=tuple(t.stun_servers),
-                account=account,
-                codecs=tuple(t.codecs),
-                allowed_peers=tuple(t.allowed_peers),
-                inbound_numbers=tuple(t.inbound_numbers),
-                rtp_port=t.rtp_base_port + n * t.rtp_ports_per_seat if t.rtp_base_port else 0,
-                rtp_port_range=t.rtp_ports_per_seat if t.rtp_base_port else 0,
-                ring_timeout_seconds=t.ring_timeout_seconds,
-                pjsip_log_level=t.pjsip_log_level,
-            )
-            for n in range(t.seats)
-        ]
+        return [_seat_config(settings, n, name, per_seat.get(name, {})) for n, name in enumerate(names)]
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+# What a seat may set for itself in [telephony.per_seat.<seat>]; everything else is shared.
+PER_SEAT_KEYS = ("registrar", "username", "password", "realm", "outbound_proxy", "transport",
+                 "public_address", "codecs", "allowed_peers", "inbound_numbers")
+
+
+def _per_seat_values(t: SimpleNamespace, names: list[str]) -> dict[str, dict]:
+    """telephony.per_seat checked: known seats, known keys, each value of the shared setting's type."""
+    result = {}
+    for seat, table in vars(t.per_seat).items():
+        where = f"telephony.per_seat.{seat}"
+        if seat not in names:
+            raise SettingsError(f"{where}: no such seat; the seats are {', '.join(names) or 'none'}")
+        if not isinstance(table, SimpleNamespace):
+            raise SettingsError(f"{where}: expected a table")
+        values = {}
+        for key, value in vars(table).items():
+            if key not in PER_SEAT_KEYS:
+                raise SettingsError(f"{where}.{key}: not a per-seat setting; use one of {', '.join(PER_SEAT_KEYS)}")
+            values[key] = coerce(f"{where}.{key}", getattr(t, key), value, "config file")
+        result[seat] = values
+    return result
+
+
+def _seat_config(settings: SimpleNamespace, n: int, name: str, own: dict) -> SeatConfig:
+    t = settings.telephony
+
+    def value(key: str):
+        return own.get(key, getattr(t, key))
+
+    return SeatConfig(
+        name=name,
+        sip_port=t.sip_base_port + n,
+        recordings_dir=str(Path(settings.data_dir) / "recordings"),
+        bind_address=t.bind_address,
+        public_address=value("public_address"),
+        transport=value("transport"),
+        stun_servers=tuple(t.stun_servers),
+        account=AccountConfig(value("registrar"), value("username"), value("password"), value("realm"),
+                              value("outbound_proxy")),
+        codecs=tuple(value("codecs")),
+        allowed_peers=tuple(value("allowed_peers")),
+        inbound_numbers=tuple(value("inbound_numbers")),
+        rtp_port=t.rtp_base_port + n * t.rtp_ports_per_seat if t.rtp_base_port else 0,
+        rtp_port_range=t.rtp_ports_per_seat if t.rtp_base_port else 0,
+        ring_timeout_seconds=t.ring_timeout_seconds,
+        pjsip_log_level=t.pjsip_log_level,
+    )
 
 
 def _at(ts: float) -> dt.datetime:

@@ -31,7 +31,7 @@ def _env_name(section: str | None, key: str) -> str:
     return "_".join(parts).upper()
 
 
-def _coerce(name: str, default: Any, value: Any, origin: str) -> Any:
+def coerce(name: str, default: Any, value: Any, origin: str) -> Any:
     """Convert value to the type of default; strings from the environment are parsed."""
     where = f"{name} (from {origin})"
     if isinstance(default, bool):
@@ -152,9 +152,12 @@ def _merge(defaults: dict, overrides: dict, origin: str, prefix: str = "") -> No
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise SettingsError(f"{name} (from {origin}): expected a table")
+            if not defaults[key]:  # an open table (telephony.per_seat): its user checks the keys
+                defaults[key] = value
+                continue
             _merge(defaults[key], value, origin, f"{name}.")
         else:
-            defaults[key] = _coerce(name, defaults[key], value, origin)
+            defaults[key] = coerce(name, defaults[key], value, origin)
 
 
 def _apply_env(settings: dict, environ: dict[str, str]) -> None:
@@ -163,11 +166,11 @@ def _apply_env(settings: dict, environ: dict[str, str]) -> None:
             for sub in value:
                 env = _env_name(key, sub)
                 if env in environ:
-                    value[sub] = _coerce(f"{key}.{sub}", value[sub], environ[env], env)
+                    value[sub] = coerce(f"{key}.{sub}", value[sub], environ[env], env)
         else:
             env = _env_name(None, key)
             if env in environ:
-                settings[key] = _coerce(key, value, environ[env], env)
+                settings[key] = coerce(key, value, environ[env], env)
 
 
 def _namespace(d: dict) -> SimpleNamespace:

@@ -155,6 +155,33 @@ def test_seat_configs_come_from_settings(tmp_path):
     assert first.recordings_dir == str(tmp_path / "recordings")
 
 
+def test_a_seat_can_have_its_own_account_transport_and_peers(tmp_path):
+    config = tmp_path / "telesales.toml"
+    config.write_text(
+        '[telephony]\nseats = 2\nusername = "shared"\npassword = "s"\nrealm = "pbx"\nregistrar = "sip:10.0.0.1"\n'
+        '[telephony.per_seat.seat2]\nusername = "1002"\npassword = "p2"\ntransport = "tcp"\n'
+        'allowed_peers = ["10.0.0.9"]\ncodecs = ["G722"]\n'
+    )
+    first, second = seat_configs(load_settings(config, environ={"TELESALES_DATA_DIR": str(tmp_path)}))
+    assert (first.account.username, first.transport, first.codecs) == ("shared", "udp", ("PCMA", "PCMU", "G722"))
+    assert (second.account.username, second.account.password, second.transport) == ("1002", "p2", "tcp")
+    assert (second.account.realm, second.account.registrar) == ("pbx", "sip:10.0.0.1")  # the shared values
+    assert (second.allowed_peers, second.codecs) == (("10.0.0.9",), ("G722",))
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[telephony.per_seat.seat7]\nusername = "x"\n', "telephony.per_seat.seat7: no such seat"),
+    ('[telephony.per_seat.seat1]\nsip_base_port = 7000\n', "per_seat.seat1.sip_base_port: not a per-seat setting"),
+    ('[telephony.per_seat.seat1]\ncodecs = 5\n', "per_seat.seat1.codecs .*expected a list"),
+    ('[telephony.per_seat.seat1]\ntransport = "sctp"\n', "telephony.transport: must be one of"),
+])
+def test_a_bad_per_seat_value_is_a_settings_error_naming_it(tmp_path, table, message):
+    config = tmp_path / "telesales.toml"
+    config.write_text("[telephony]\nseats = 1\n" + table)
+    with pytest.raises(SettingsError, match=message):
+        seat_configs(load_settings(config, environ={"TELESALES_DATA_DIR": str(tmp_path)}))
+
+
 def test_an_unknown_codec_is_a_settings_error_naming_the_key(tmp_path):
     settings = load_settings(environ={"TELESALES_TELEPHONY_SEATS": "1", "TELESALES_TELEPHONY_CODECS": "PCMA,opus"})
     with pytest.raises(SettingsError, match="telephony.codecs"):
