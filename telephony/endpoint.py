@@ -101,8 +101,12 @@ def _log_version(ep: Any) -> None:
         log.info("pjproject %s", version.full)
 
 
-def account_config(cfg: SeatConfig, user: str) -> Any:
+def account_config(cfg: SeatConfig, user: str, transport_id: int | None = None) -> Any:
     acfg = pj.AccountConfig()
+    if transport_id is not None:
+        # Bound to the seat's one transport: otherwise pjsua builds the Contact of an answer for the
+        # caller's transport (UDP when its Contact has no ;transport=tcp) and a TCP seat answers 500.
+        acfg.sipConfig.transportId = transport_id
     host = cfg.public_address or cfg.bind_address
     acfg.idUri = f"sip:{cfg.account.username or user}@{host}:{cfg.sip_port}"
     acct = cfg.account

@@ -54,7 +54,7 @@ class Seat:
         self.running = True
         self.handle = start_endpoint(cfg, f"telesales-seat/{cfg.name}")
         self.account = SeatAccount(self)
-        self.account.create(account_config(cfg, cfg.name))
+        self.account.create(account_config(cfg, cfg.name, self.handle.transport_id))
 
     # --- the loop -------------------------------------------------------------
 
