@@ -100,7 +100,8 @@ async def test_a_browser_that_never_reads_neither_delays_the_others_nor_grows_me
         growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
         slow = max(hub.subscriptions(), key=lambda s: s.dropped)
         print(f"\nfast client: {count} events, last one {fast_lag * 1000:.0f} ms after publish; "
-              f"publish median {statistics.median(publish_seconds) * 1e6:.0f} us, max {max(publish_seconds) * 1e6:.0f} us; slow client: dropped {slow.dropped}, "
+              f"publish median {statistics.median(publish_seconds) * 1e6:.0f} us, "
+              f"max {max(publish_seconds) * 1e6:.0f} us; slow client: dropped {slow.dropped}, "
               f"resyncs {slow.resyncs}, queued {slow.queue.qsize()}; python memory growth "
               f"{growth / 1e6:.2f} MB; loadavg {open('/proc/loadavg').read().strip()}")
         assert fast_sub.dropped == 0 and count == 4001  # the reader got every event

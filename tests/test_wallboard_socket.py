@@ -159,3 +159,20 @@ async def test_predictive_campaign_abandon_rate_is_pushed(client, app_ctx):
                                    values ('outbound', $1, $2, now())""", agent_id, campaign)
         event, _ = await next_event(ws, lambda e: e["type"] == "campaign" and e["campaign"]["answered_today"] == 4)
         assert (event["campaign"]["abandoned_today"], event["campaign"]["rate_30d"]) == (1, 0.25)
+
+
+async def test_a_supervisor_deactivated_while_watching_is_disconnected(client, app_ctx, monkeypatch):
+    from telesales.routes import wallboard
+
+    monkeypatch.setattr(wallboard, "RECHECK_SECONDS", 0.2)
+    sup = await make_user(app_ctx, "leaving_sup", "supervisor")
+    session, _ = await logged_in(client, "leaving_sup")
+    async with session, await open_board(session, client) as ws:
+        await next_event(ws, lambda e: e["type"] == "snapshot")
+        async with app_ctx.pool.acquire() as c:
+            await c.execute("update users set active = false where id = $1", sup["id"])
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        while msg.type == aiohttp.WSMsgType.TEXT:  # events already on their way
+            msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION

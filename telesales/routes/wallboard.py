@@ -15,7 +15,7 @@ import contextlib
 import logging
 
 import aiohttp_jinja2
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp_session import get_session
 
 from crm import floor
@@ -28,6 +28,7 @@ log = logging.getLogger("telesales.wallboard")
 routes = RouteTable()
 
 WS_PATH = "/api/v1/supervisor/wallboard/ws"
+RECHECK_SECONDS = 30.0
 
 
 @routes.get("/supervisor/wallboard", roles=MANAGERS, tags=("pages",),
@@ -58,15 +59,17 @@ async def wallboard_socket(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         log.info("wallboard connected", extra={"user_id": user["id"], "teams": teams})
-        pump = asyncio.create_task(_pump(ws, feed, sub, teams, request.app[CTX].settings.wallboard))
+        tasks = [asyncio.create_task(_pump(ws, feed, sub, teams, request.app[CTX].settings.wallboard)),
+                 asyncio.create_task(_still_allowed(ws, request.app[CTX].pool, user["id"], RECHECK_SECONDS))]
         try:
             async for msg in ws:  # the page sends nothing; this loop notices the close
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         feed.hub.unsubscribe(sub)
         log.info("wallboard disconnected", extra={"user_id": user["id"], "dropped": sub.dropped,
@@ -85,6 +88,18 @@ async def _pump(ws: web.WebSocketResponse, feed: FloorFeed, sub: Subscription, t
     except (TimeoutError, ConnectionError):
         log.info("wallboard browser too slow or gone; closing")
         await ws.close()
+
+
+async def _still_allowed(ws: web.WebSocketResponse, pool, user_id: int, every: float) -> None:
+    """A board stays open for hours: a user deactivated or moved out of supervisor/admin since the
+    handshake is disconnected within `every` seconds (a server-side check, not browser polling)."""
+    while True:
+        await asyncio.sleep(every)
+        role = await pool.fetchval("select role from users where id = $1 and active", user_id)
+        if role not in MANAGERS:
+            log.info("wallboard closed: user no longer allowed", extra={"user_id": user_id})
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no longer allowed")
+            return
 
 
 async def _send(ws: web.WebSocketResponse, text: str, timeout: float) -> None:
