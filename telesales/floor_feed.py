@@ -152,7 +152,11 @@ class FloorFeed:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            try:
+                # Today's counts start again at midnight: refresh everyone then, changed or not.
+                await asyncio.wait_for(self._wake.wait(), self._seconds_to_midnight())
+            except TimeoutError:
+                self._all = True
             self._wake.clear()
             try:
                 await self._refresh()
@@ -161,6 +165,10 @@ class FloorFeed:
                 await asyncio.sleep(0.5)
             except Exception:  # noqa: BLE001 - the board must keep running
                 log.exception("floor feed failed on a batch")
+
+    def _seconds_to_midnight(self) -> float:
+        now = dt.datetime.now(dt.UTC)
+        return (floor.day_start(now, self.tz) + dt.timedelta(days=1) - now).total_seconds() + 1.0
 
     async def _refresh(self) -> None:
         every, agents, campaigns, alerts = self._all, self._agents, self._campaigns, self._alerts

@@ -39,7 +39,7 @@ async def open_board(session: aiohttp.ClientSession, client, origin: str | None 
     return await session.ws_connect(WS_PATH, headers=headers)
 
 
-async def next_event(ws, want, timeout: float = 5.0) -> tuple[dict, float]:
+async def next_event(ws, want, timeout: float = 15.0) -> tuple[dict, float]:
     """The first event for which want(event) is true, and the time.time() it arrived."""
     deadline = time.monotonic() + timeout
     while True:
