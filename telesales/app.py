@@ -25,6 +25,7 @@ from aiohttp_session import get_session, session_middleware
 from crm import worker_tokens
 from crm.dispositions_catalog import Disposition
 from crm.errors import UserError
+from telesales import floor_feed
 from telesales.sessions import PgSessionStorage
 from telesales.web import Route, RouteTable, json_response
 
@@ -50,6 +51,7 @@ ROUTE_MODULES = (
     "telesales.routes.qa_search",
     "telesales.routes.qa_review",
     "telesales.routes.openapi",
+    "telesales.routes.wallboard",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -204,6 +206,7 @@ def create_app(ctx: AppContext) -> web.Application:
         client_max_size=http.max_upload_mb * 1024 * 1024,
     )
     app[CTX] = ctx
+    floor_feed.setup(app, ctx.pool, ctx.settings)  # the wallboard's hub and its database feed
     routes = all_routes()
     app[ROUTES] = routes
     for route in routes:

@@ -109,6 +109,7 @@ def _check_ranges(s: dict[str, Any]) -> None:
             fail(f"http.{key}", "must be positive")
     _check_dialer(s["dialer"], fail)
     _check_reports(s["reports"], fail)
+    _check_wallboard(s["wallboard"], fail)
 
 
 def _check_dialer(d: dict[str, Any], fail) -> None:
@@ -142,6 +143,17 @@ def _check_reports(r: dict[str, Any], fail) -> None:
         parse_lead_costs(r["lead_costs"])
     except ValueError as e:
         raise SettingsError(str(e)) from None
+
+
+def _check_wallboard(w: dict[str, Any], fail) -> None:
+    if w["subscriber_queue"] < 2:
+        fail("wallboard.subscriber_queue", "must be at least 2")
+    if w["send_timeout_seconds"] <= 0:
+        fail("wallboard.send_timeout_seconds", "must be positive")
+    if w["keep_alerts"] < 0:
+        fail("wallboard.keep_alerts", "must be 0 or more")
+    if not 0 < w["abandon_cap"] < 1:
+        fail("wallboard.abandon_cap", "must be a share between 0 and 1, e.g. 0.03 for 3 %")
 
 
 def _merge(defaults: dict, overrides: dict, origin: str, prefix: str = "") -> None:
