@@ -72,7 +72,7 @@ async def sims(peers, tmp_path):
         sim.recording = tmp_path / f"customer{n}.wav"
         out[number] = sim
     # Busy only after the answers: the freed line then finds every agent taken, so adds none.
-    busy = await peers("--reject", "486", "--reject-after", "3")
+    busy = await peers("--reject", "486", "--reject-after", "2")
     out.update({number: busy for number in BUSY})
     out[NO_ANSWER] = await peers()  # rings until the seat gives up
     out["phone"] = await peers("--answer-after", "0", "--record", str(tmp_path / "agentphone.wav"))
