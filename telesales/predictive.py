@@ -87,6 +87,14 @@ class CampaignPace:
     over_cap: bool = False  # the 30-day abandon rate is above the cap
 
 
+def wanted_lines(pace: CampaignPace, free: int, ringing: int, *, can_abandon: bool) -> int:
+    """New lines for a campaign now: the pacer's dial level; one line per free agent (progressive) while
+    the 30-day abandon rate is over the cap, or when no abandon message could be made."""
+    if pace.over_cap or not can_abandon:
+        return max(0, free - ringing)
+    return pace.pacer.lines(free, ringing)
+
+
 class PredictiveDialer:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -197,10 +205,7 @@ class PredictiveDialer:
                     "campaign_id": campaign_id, "connect_rate": round(pace.pacer.connect_rate, 3),
                     "abandon_rate_30d": round(rate, 4), "target": round(pace.pacer.target, 4),
                     "over_cap": pace.over_cap})
-            if pace.over_cap or self.message is None:
-                wanted = max(0, free - ringing)  # progressive until the 30-day rate is back under the cap
-            else:
-                wanted = pace.pacer.lines(free, ringing)
+            wanted = wanted_lines(pace, free, ringing, can_abandon=self.message is not None)
             if wanted <= 0:
                 return []
             seats = await self._free_seats(conn)
@@ -218,6 +223,8 @@ class PredictiveDialer:
     async def _free_seats(self, conn: asyncpg.Connection) -> list[str]:
         busy = {r["seat"] for r in await conn.fetch(
             "select distinct seat from calls where ended_at is null and seat is not null")}
+        # A seat whose agent's phone leg is still being let go is not free yet either.
+        busy |= set(self._headsets.values())
         return [f"seat{n}" for n in range(1, self.ctx.settings.telephony.seats + 1) if f"seat{n}" not in busy]
 
     async def _dial_one(self, conn: asyncpg.Connection, campaign_id: int, seat: str,
