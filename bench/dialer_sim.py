@@ -11,7 +11,9 @@ no agent free, which the hopper then holds back 72 h). Answers, ring, talk and
 wrap-up times are drawn from the distributions below.
 
 - baseline: progressive, one line per free agent;
-- ours: predictive, telesales.pacing.AdaptivePacer (3 % abandon cap, recomputed every 15 s).
+- ours: predictive, the live dialer's decision (telesales.predictive.wanted_lines over
+  telesales.pacing.AdaptivePacer: 3 % abandon cap, recomputed every 15 s, progressive while over the cap).
+  `--soon-free-seconds 0` paces as the live dialer does, without knowing when a wrap-up ends.
 
 Prints agent occupancy ((talk + wrap-up) / agent time) and abandon rate
 (abandoned / answered) per 15-minute window and overall for both, and the ratio of
@@ -40,11 +42,11 @@ from crm import db, hopper  # noqa: E402
 from crm.dispositions import record_disposition  # noqa: E402
 from crm.dispositions_catalog import load_catalog, sync_catalog  # noqa: E402
 from telesales.pacing import AdaptivePacer  # noqa: E402
+from telesales.predictive import CampaignPace, wanted_lines  # noqa: E402
 from telesales.settings import CONFIG_DIR  # noqa: E402
 
 START = dt.datetime(2026, 6, 10, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 WINDOW = 15 * 60
-SOON_FREE_SECONDS = 8  # about the shortest ring before an answer
 RULES = hopper.HopperRules(default_region="CN", default_time_zone="Asia/Shanghai")
 WRAP = dict(payment_methods=["cash_on_delivery"], departments=["sales"], default_currency="CNY",
             ack_hours=24, resolve_hours=72)
@@ -86,7 +88,7 @@ async def _setup(conn, leads: int) -> tuple[int, int]:
     return campaign_id, dialer
 
 
-async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Run:
+async def simulate(url: str, name: str, args, pacer: CampaignPace | None) -> Run:
     rng = random.Random(args.seed)
     catalog = load_catalog(CONFIG_DIR / "dispositions.toml")
     conn = await db.connect(url)
@@ -130,9 +132,11 @@ async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Ru
                 await wrap_up(kind, call_id, lead_id, t)
         free_agents = sum(1 for f in free_at if f <= t)
         if pacer is not None:
-            pacer.recompute(t, dials=run.dials, answered=run.answered, abandoned=run.abandoned)
-            soon = sum(1 for f in free_at if t < f <= t + SOON_FREE_SECONDS)
-            wanted = pacer.lines(free_agents, ringing, soon)
+            if pacer.pacer.due(t):
+                pacer.pacer.recompute(t, dials=run.dials, answered=run.answered, abandoned=run.abandoned)
+                pacer.over_cap = run.answered > 0 and run.abandoned / run.answered > pacer.pacer.cap
+            soon = sum(1 for f in free_at if t < f <= t + args.soon_free_seconds)
+            wanted = wanted_lines(pacer, free_agents, ringing, can_abandon=True, soon_free=soon)
         else:
             wanted = max(0, free_agents - ringing)
         for _ in range(wanted):
@@ -194,6 +198,8 @@ async def main() -> int:
     p.add_argument("--talk-mean", type=float, default=90.0, help="mean talk seconds beyond the first 15")
     p.add_argument("--leads", type=int, default=0, help="default: enough for the shift")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--soon-free-seconds", type=float, default=8.0,
+                   help="agents whose wrap-up ends within this count as free (about the shortest ring)")
     args = p.parse_args()
     args.leads = args.leads or args.agents * args.minutes * 8
 
@@ -204,7 +210,7 @@ async def main() -> int:
     try:
         admin = await db.connect(server.get_uri())
         results = {}
-        for name, pacer in (("baseline progressive", None), ("ours predictive", AdaptivePacer(cap=0.03))):
+        for name, pacer in (("baseline progressive", None), ("ours predictive", CampaignPace(AdaptivePacer(cap=0.03)))):
             dbname = name.split()[0]
             await admin.execute(f"create database {dbname}")
             url = db.with_database(server.get_uri(), dbname)

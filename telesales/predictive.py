@@ -87,12 +87,13 @@ class CampaignPace:
     over_cap: bool = False  # the 30-day abandon rate is above the cap
 
 
-def wanted_lines(pace: CampaignPace, free: int, ringing: int, *, can_abandon: bool) -> int:
+def wanted_lines(pace: CampaignPace, free: int, ringing: int, *, can_abandon: bool, soon_free: int = 0) -> int:
     """New lines for a campaign now: the pacer's dial level; one line per free agent (progressive) while
-    the 30-day abandon rate is over the cap, or when no abandon message could be made."""
+    the 30-day abandon rate is over the cap, or when no abandon message could be made. soon_free: agents
+    known to be free within a ring's time (bench/dialer_sim.py knows; the live dialer passes 0)."""
     if pace.over_cap or not can_abandon:
         return max(0, free - ringing)
-    return pace.pacer.lines(free, ringing)
+    return pace.pacer.lines(free, ringing, soon_free)
 
 
 class PredictiveDialer:
