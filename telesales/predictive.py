@@ -28,6 +28,7 @@ The dialer claims leads in the hopper as a system user, 'predictive-dialer'
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -67,11 +68,14 @@ where s.ended_at is null and s.status = 'ready' and s.campaign_id = $1
 order by s.started_at, u.id
 """
 
-# Lines of the campaign's dialer still ringing: placed through a seat, no agent, not answered, not ended.
-_RINGING = """
-select count(*) from calls
+# The campaign's dialer lines still up with no agent: ringing, or answered and about to get an agent
+# (or the abandon message): those take a free agent, so the pacer must not count that agent again.
+_LINES = """
+select count(*) filter (where answered_at is null) as ringing,
+       count(*) filter (where answered_at is not null) as answered
+from calls
 where campaign_id = $1 and direction = 'outbound' and agent_id is null and seat is not null
-  and answered_at is null and ended_at is null and created_at > $2
+  and ended_at is null and disposition is null and created_at > $2
 """
 
 _TOTALS = """
@@ -79,6 +83,17 @@ select count(*) as dials, count(answered_at) as answered,
        count(*) filter (where disposition = 'DROP') as abandoned
 from calls where campaign_id = $1 and direction = 'outbound' and created_at > $2
 """
+
+
+@dataclass(frozen=True)
+class Round:
+    """One pacing decision, kept for the logs and the tests: the dial level as it was applied."""
+
+    campaign_id: int
+    free_agents: int
+    ringing: int
+    wanted: int
+    placed: int
 
 
 @dataclass
@@ -107,6 +122,7 @@ class PredictiveDialer:
         self._answers: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._headsets: dict[str, str] = {}  # call id -> seat whose headset leg this dialer connected
         self._tasks: list[asyncio.Task] = []
+        self.rounds: collections.deque[Round] = collections.deque(maxlen=200)  # latest rounds that wanted lines
 
     @property
     def enabled(self) -> bool:
@@ -195,8 +211,9 @@ class PredictiveDialer:
     async def _pace(self, campaign_id: int, now: dt.datetime) -> list[uuid.UUID]:
         pace = self._campaign_pace(campaign_id)
         async with self.ctx.pool.acquire() as conn:
-            free = len(await conn.fetch(_READY_AGENTS, campaign_id))
-            ringing = await conn.fetchval(_RINGING, campaign_id, now - dt.timedelta(hours=1))
+            lines = await conn.fetchrow(_LINES, campaign_id, now - dt.timedelta(hours=1))
+            free = max(0, len(await conn.fetch(_READY_AGENTS, campaign_id)) - lines["answered"])
+            ringing = lines["ringing"]
             if pace.pacer.due(time.monotonic()):
                 totals = await conn.fetchrow(_TOTALS, campaign_id, now - PERIOD)
                 pace.pacer.recompute(time.monotonic(), **dict(totals.items()))
@@ -216,6 +233,7 @@ class PredictiveDialer:
                 if call_id is None:
                     break
                 placed.append(call_id)
+        self.rounds.append(Round(campaign_id, free, ringing, wanted, len(placed)))
         if placed:
             log.info("predictive lines dialled", extra={"campaign_id": campaign_id, "lines": len(placed),
                                                         "free_agents": free, "ringing": ringing})

@@ -156,7 +156,7 @@ async def test_three_agents_against_sims_predictive_live(app_ctx, agents, sims, 
     await dialer.start()
     started = time.monotonic()
     try:
-        await _check_the_calls(app_ctx, agents, sims, level)
+        await _check_the_calls(app_ctx, agents, sims, dialer, level)
         # Two abandons in five answers is far over the 3 % cap: the pacer now dials progressively.
         pace = dialer.paces[campaign_id]
         assert pace.over_cap and pace.pacer.factor < 1
@@ -168,18 +168,17 @@ async def test_three_agents_against_sims_predictive_live(app_ctx, agents, sims, 
     await _check_the_message_words(sims, tmp_path)
 
 
-async def _check_the_calls(ctx, agents, sims, level):
+async def _check_the_calls(ctx, agents, sims, dialer, level):
     async def all_settled():
         calls = await _calls(ctx)
         return len(calls) >= level and all(r["disposition"] or r["agent_id"] for r in calls) and calls
 
     calls = await poll(all_settled, "the first burst dialled and every call of it settled")
-    # The first burst: the dial level's lines, all placed before the first answer, and no more
-    # while every agent is on a call.
-    first_answer = min(r["answered_at"] for r in calls if r["answered_at"])
-    burst = [r for r in calls if r["created_at"] < first_answer]
-    assert len(burst) == len(calls) == level, [(r["to_number"], r["created_at"]) for r in calls]
-    assert [r["to_number"] for r in calls] == ORDER[:level]
+    # The first round dialled the dial level's lines for three free agents, and no line was added
+    # while every agent was on a call.
+    first = dialer.rounds[0]
+    assert (first.free_agents, first.ringing, first.wanted, first.placed) == (AGENTS, 0, level, level)
+    assert [r["to_number"] for r in calls] == ORDER[:level], [(r["to_number"], r["created_at"]) for r in calls]
 
     by_number = {r["to_number"]: r for r in calls}
     connected = [r for r in calls if r["agent_id"] is not None]
