@@ -119,7 +119,9 @@ class PredictiveDialer:
         self.paces: dict[int, CampaignPace] = {}
         self.message: Path | None = None  # the abandon message; None: cannot abandon politely, so no overdial
         self.dialer_id: int | None = None
-        self._answers: asyncio.Queue[ev.Event] = asyncio.Queue()
+        # The task following each call's latest event: answers are handled side by side (five answers
+        # at once must not wait in line for the message), one call's events in order.
+        self._following: dict[str, asyncio.Task] = {}
         self._headsets: dict[str, str] = {}  # call id -> seat whose headset leg this dialer connected
         self._tasks: list[asyncio.Task] = []
         self.rounds: collections.deque[Round] = collections.deque(maxlen=200)  # latest rounds that wanted lines
@@ -137,8 +139,7 @@ class PredictiveDialer:
             return
         await self.prepare()
         self.ctx.seats.listeners.append(self._on_event)
-        self._tasks = [asyncio.create_task(self._pace_loop(), name="predictive-pacing"),
-                       asyncio.create_task(self._event_loop(), name="predictive-answers")]
+        self._tasks = [asyncio.create_task(self._pace_loop(), name="predictive-pacing")]
 
     async def prepare(self) -> None:
         """The dialer's hopper user and the abandon message, made before the first dial."""
@@ -163,11 +164,12 @@ class PredictiveDialer:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.ctx.seats.listeners.remove(self._on_event)
-        for task in self._tasks:
+        for task in [*self._tasks, *self._following.values()]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._following.clear()
 
     async def _pace_loop(self) -> None:
         while True:
@@ -178,17 +180,23 @@ class PredictiveDialer:
             await asyncio.sleep(self.interval)
 
     def _on_event(self, event: ev.Event) -> None:
-        if isinstance(event, (ev.CallAnswered, ev.CallEnded)):
-            self._answers.put_nowait(event)
+        if not isinstance(event, (ev.CallAnswered, ev.CallEnded)):
+            return
+        call_id = event.call_id
+        task = asyncio.create_task(self._follow(self._following.get(call_id), event))
+        self._following[call_id] = task
+        task.add_done_callback(lambda t: self._following.pop(call_id, None) if self._following.get(call_id) is t
+                               else None)
 
-    async def _event_loop(self) -> None:
-        while True:
-            event = await self._answers.get()
-            try:
-                await self.handle(event, dt.datetime.now(dt.UTC))
-            except Exception:  # noqa: BLE001 - the next answer must still be handled
-                log.exception("predictive dialer could not handle %s", type(event).__name__,
-                              extra={"call_id": event.call_id})
+    async def _follow(self, before: asyncio.Task | None, event: ev.Event) -> None:
+        if before is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await before  # its failure is logged there
+        try:
+            await self.handle(event, dt.datetime.now(dt.UTC))
+        except Exception:  # noqa: BLE001 - the next answer must still be handled
+            log.exception("predictive dialer could not handle %s", type(event).__name__,
+                          extra={"call_id": event.call_id})
 
     # --- pacing --------------------------------------------------------------------------
 

@@ -65,17 +65,20 @@ async def poll(condition, what: str, timeout: float = 30.0):
 async def sims(peers, tmp_path):
     """number -> sim for the customers; 'phone' -> the agents' phones (one sim, a leg per agent)."""
     speech = speech_wav(tmp_path, CUSTOMER_TEXT, "customer")
-    out = {}
+    answering = [("--answer-after", "1.0", "--hangup-after", str(TALK_S), "--play", str(speech), "--loop",
+                  "--record", str(tmp_path / f"customer{n}.wav")) for n in range(len(ANSWERING))]
+    started = await asyncio.gather(
+        *(peers(*args) for args in answering),
+        # Busy only after the answers: the freed line then finds every agent taken, so adds none.
+        peers("--reject", "486", "--reject-after", "2"),
+        peers(),  # rings until the seat gives up
+        peers("--answer-after", "0", "--record", str(tmp_path / "agentphone.wav")),
+    )
+    out = dict(zip(ANSWERING, started, strict=False))
     for n, number in enumerate(ANSWERING):
-        sim = await peers("--answer-after", "1.0", "--hangup-after", str(TALK_S), "--play", str(speech), "--loop",
-                          "--record", str(tmp_path / f"customer{n}.wav"))
-        sim.recording = tmp_path / f"customer{n}.wav"
-        out[number] = sim
-    # Busy only after the answers: the freed line then finds every agent taken, so adds none.
-    busy = await peers("--reject", "486", "--reject-after", "2")
+        out[number].recording = tmp_path / f"customer{n}.wav"
+    busy, out[NO_ANSWER], out["phone"] = started[len(ANSWERING):]
     out.update({number: busy for number in BUSY})
-    out[NO_ANSWER] = await peers()  # rings until the seat gives up
-    out["phone"] = await peers("--answer-after", "0", "--record", str(tmp_path / "agentphone.wav"))
     return out
 
 
