@@ -2,7 +2,8 @@
 
 One task owned by the server paces every active campaign with dialing_mode =
 'predictive'. Each round (dialer.predictive_interval_seconds) it counts the
-campaign's ready agents and the lines still ringing, asks the campaign's
+campaign's ready agents (less the answered lines about to take one) and the
+lines still ringing, asks the campaign's
 `AdaptivePacer` (telesales/pacing.py) how many lines to add, and dials that many
 leads from the hopper, one per free seat. The pacer's connect rate and target are
 recomputed every dialer.recompute_seconds from the campaign's last 30 days; while
