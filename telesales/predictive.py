@@ -55,6 +55,7 @@ log = logging.getLogger("telesales.predictive")
 
 DIALER_USERNAME = "predictive-dialer"
 PERIOD = dt.timedelta(days=30)  # the span the abandon cap applies to
+SOON_FREE_LEAD_S = 8.0  # about the shortest ring before an answer: an agent free by then can take it
 NOT_ANSWERED = {"busy": "B"}  # hang-up cause of an unanswered line -> its disposition; others NA
 
 _CAMPAIGNS = "select id from campaigns where active and dialing_mode = 'predictive' order by id"
@@ -79,6 +80,16 @@ where campaign_id = $1 and direction = 'outbound' and agent_id is null and seat 
   and ended_at is null and disposition is null and created_at > $2
 """
 
+# Ages of the campaign's open wrap-ups, and its typical (median) wrap-up over the last day (10 or more).
+_WRAP_UPS = """
+select array(select extract(epoch from $2 - started_at)::float8 from agent_status_log
+             where campaign_id = $1 and status = 'wrap_up' and ended_at is null) as ages,
+       (select case when count(*) >= 10 then percentile_cont(0.5) within group
+                    (order by extract(epoch from ended_at - started_at)::float8) end
+        from agent_status_log where campaign_id = $1 and status = 'wrap_up' and ended_at > $2 - interval '1 day')
+       as typical
+"""
+
 _TOTALS = """
 select count(*) as dials, count(answered_at) as answered,
        count(*) filter (where disposition = 'DROP') as abandoned
@@ -93,6 +104,7 @@ class Round:
     campaign_id: int
     free_agents: int
     ringing: int
+    soon_free: int
     wanted: int
     placed: int
 
@@ -103,10 +115,19 @@ class CampaignPace:
     over_cap: bool = False  # the 30-day abandon rate is above the cap
 
 
+def soon_free_agents(wrap_up_ages: list[float], typical_wrap_up: float | None,
+                     lead_seconds: float = SOON_FREE_LEAD_S) -> int:
+    """Agents in wrap-up likely free before a line dialled now is answered: those whose wrap-up has
+    lasted at least the campaign's typical one less the lead time. No typical wrap-up yet: none."""
+    if typical_wrap_up is None:
+        return 0
+    return sum(1 for age in wrap_up_ages if age >= typical_wrap_up - lead_seconds)
+
+
 def wanted_lines(pace: CampaignPace, free: int, ringing: int, *, can_abandon: bool, soon_free: int = 0) -> int:
     """New lines for a campaign now: the pacer's dial level; one line per free agent (progressive) while
     the 30-day abandon rate is over the cap, or when no abandon message could be made. soon_free: agents
-    known to be free within a ring's time (bench/dialer_sim.py knows; the live dialer passes 0)."""
+    likely free within a ring's time (soon_free_agents)."""
     if pace.over_cap or not can_abandon:
         return max(0, free - ringing)
     return pace.pacer.lines(free, ringing, soon_free)
@@ -232,7 +253,9 @@ class PredictiveDialer:
                     "campaign_id": campaign_id, "connect_rate": round(pace.pacer.connect_rate, 3),
                     "abandon_rate_30d": round(rate, 4), "target": round(pace.pacer.target, 4),
                     "over_cap": pace.over_cap})
-            wanted = wanted_lines(pace, free, ringing, can_abandon=self.message is not None)
+            wraps = await conn.fetchrow(_WRAP_UPS, campaign_id, now)
+            soon = soon_free_agents(list(wraps["ages"]), wraps["typical"])
+            wanted = wanted_lines(pace, free, ringing, can_abandon=self.message is not None, soon_free=soon)
             if wanted <= 0:
                 return []
             seats = await self._free_seats(conn)
@@ -242,7 +265,7 @@ class PredictiveDialer:
                 if call_id is None:
                     break
                 placed.append(call_id)
-        self.rounds.append(Round(campaign_id, free, ringing, wanted, len(placed)))
+        self.rounds.append(Round(campaign_id, free, ringing, soon, wanted, len(placed)))
         if placed:
             log.info("predictive lines dialled", extra={"campaign_id": campaign_id, "lines": len(placed),
                                                         "free_agents": free, "ringing": ringing})

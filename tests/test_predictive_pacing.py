@@ -24,3 +24,13 @@ def test_over_the_30_day_cap_it_dials_one_line_per_free_agent_until_back_under()
 def test_without_an_abandon_message_it_never_overdials():
     pace = CampaignPace(AdaptivePacer(cap=0.03))
     assert wanted_lines(pace, 3, 0, can_abandon=False) == 3
+
+
+def test_agents_near_the_end_of_a_typical_wrap_up_count_as_soon_free():
+    from telesales.predictive import soon_free_agents
+
+    assert soon_free_agents([3.0, 12.5, 25.0], typical_wrap_up=20.0, lead_seconds=8.0) == 2
+    assert soon_free_agents([3.0, 12.5, 25.0], typical_wrap_up=None) == 0  # no history: none
+    pace = CampaignPace(AdaptivePacer(cap=0.03))
+    assert wanted_lines(pace, 0, 0, can_abandon=True, soon_free=2) > 0
+    assert wanted_lines(pace, 0, 0, can_abandon=False, soon_free=2) == 0  # progressive counts only the free
