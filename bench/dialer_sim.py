@@ -11,7 +11,11 @@ no agent free, which the hopper then holds back 72 h). Answers, ring, talk and
 wrap-up times are drawn from the distributions below.
 
 - baseline: progressive, one line per free agent;
-- ours: predictive, telesales.pacing.AdaptivePacer (3 % abandon cap, recomputed every 15 s).
+- ours: predictive, the live dialer's decision (telesales.predictive.wanted_lines over
+  telesales.pacing.AdaptivePacer: 3 % abandon cap, recomputed every 15 s, progressive while over the cap).
+  Agents about to be free count as free: `--soon-free live` (default) estimates them as the live
+  dialer does (telesales.predictive.soon_free_agents: wrap-ups that have lasted about the median);
+  `oracle` counts those whose simulated wrap-up truly ends within 8 s; `none` counts none.
 
 Prints agent occupancy ((talk + wrap-up) / agent time) and abandon rate
 (abandoned / answered) per 15-minute window and overall for both, and the ratio of
@@ -27,6 +31,7 @@ import datetime as dt
 import heapq
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -40,11 +45,11 @@ from crm import db, hopper  # noqa: E402
 from crm.dispositions import record_disposition  # noqa: E402
 from crm.dispositions_catalog import load_catalog, sync_catalog  # noqa: E402
 from telesales.pacing import AdaptivePacer  # noqa: E402
+from telesales.predictive import SOON_FREE_LEAD_S, CampaignPace, soon_free_agents, wanted_lines  # noqa: E402
 from telesales.settings import CONFIG_DIR  # noqa: E402
 
 START = dt.datetime(2026, 6, 10, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 WINDOW = 15 * 60
-SOON_FREE_SECONDS = 8  # about the shortest ring before an answer
 RULES = hopper.HopperRules(default_region="CN", default_time_zone="Asia/Shanghai")
 WRAP = dict(payment_methods=["cash_on_delivery"], departments=["sales"], default_currency="CNY",
             ack_hours=24, resolve_hours=72)
@@ -86,7 +91,7 @@ async def _setup(conn, leads: int) -> tuple[int, int]:
     return campaign_id, dialer
 
 
-async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Run:
+async def simulate(url: str, name: str, args, pacer: CampaignPace | None) -> Run:
     rng = random.Random(args.seed)
     catalog = load_catalog(CONFIG_DIR / "dispositions.toml")
     conn = await db.connect(url)
@@ -94,6 +99,8 @@ async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Ru
     campaign_id, dialer = await _setup(conn, args.leads)
     run = Run(name, args.agents)
     free_at = [0.0] * args.agents  # when each agent is free again
+    wrap_from = [0.0] * args.agents  # when each agent's latest wrap-up starts
+    wraps_seen: list[tuple[float, float]] = []  # (end, seconds) of every wrap-up
     events: list[tuple[float, int, str, str, int]] = []  # (t, seq, kind, call_id, lead_id)
     seq = 0
     ringing = 0
@@ -124,15 +131,19 @@ async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Ru
                 talk = min(rng.expovariate(1 / args.talk_mean) + 15, 900)
                 wrap = rng.uniform(10, 30)
                 free_at[agent] = t + talk + wrap
+                wrap_from[agent] = t + talk
+                wraps_seen.append((t + talk + wrap, wrap))
                 _busy(run, t, talk + wrap)
                 await wrap_up(rng.choice(("NI", "NI", "INTERESTED")), call_id, lead_id, t + talk + wrap)
             else:
                 await wrap_up(kind, call_id, lead_id, t)
         free_agents = sum(1 for f in free_at if f <= t)
         if pacer is not None:
-            pacer.recompute(t, dials=run.dials, answered=run.answered, abandoned=run.abandoned)
-            soon = sum(1 for f in free_at if t < f <= t + SOON_FREE_SECONDS)
-            wanted = pacer.lines(free_agents, ringing, soon)
+            if pacer.pacer.due(t):
+                pacer.pacer.recompute(t, dials=run.dials, answered=run.answered, abandoned=run.abandoned)
+                pacer.over_cap = run.answered > 0 and run.abandoned / run.answered > pacer.pacer.cap
+            soon = _soon_free(args.soon_free, t, free_at, wrap_from, wraps_seen)
+            wanted = wanted_lines(pacer, free_agents, ringing, can_abandon=True, soon_free=soon)
         else:
             wanted = max(0, free_agents - ringing)
         for _ in range(wanted):
@@ -157,6 +168,19 @@ async def simulate(url: str, name: str, args, pacer: AdaptivePacer | None) -> Ru
         t += 1.0
     await conn.close()
     return run
+
+
+def _soon_free(how: str, t: float, free_at: list[float], wrap_from: list[float],
+               wraps_seen: list[tuple[float, float]]) -> int:
+    if how == "oracle":
+        return sum(1 for f in free_at if t < f <= t + SOON_FREE_LEAD_S)
+    if how == "none":
+        return 0
+    # What the live dialer sees: the open wrap-ups' ages, and the median of the last day's finished ones.
+    done = sorted(w for end, w in wraps_seen if t - 86400 < end <= t)
+    typical = statistics.median(done) if len(done) >= 10 else None
+    ages = [t - w for w, f in zip(wrap_from, free_at, strict=True) if w <= t < f]
+    return soon_free_agents(ages, typical)
 
 
 def _busy(run: Run, start: float, seconds: float) -> None:
@@ -194,6 +218,8 @@ async def main() -> int:
     p.add_argument("--talk-mean", type=float, default=90.0, help="mean talk seconds beyond the first 15")
     p.add_argument("--leads", type=int, default=0, help="default: enough for the shift")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--soon-free", choices=("live", "oracle", "none"), default="live",
+                   help="how agents about to be free are counted (see the docstring)")
     args = p.parse_args()
     args.leads = args.leads or args.agents * args.minutes * 8
 
@@ -204,7 +230,7 @@ async def main() -> int:
     try:
         admin = await db.connect(server.get_uri())
         results = {}
-        for name, pacer in (("baseline progressive", None), ("ours predictive", AdaptivePacer(cap=0.03))):
+        for name, pacer in (("baseline progressive", None), ("ours predictive", CampaignPace(AdaptivePacer(cap=0.03)))):
             dbname = name.split()[0]
             await admin.execute(f"create database {dbname}")
             url = db.with_database(server.get_uri(), dbname)

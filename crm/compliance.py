@@ -24,6 +24,9 @@ from crm.errors import NotFound
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _UNKNOWN_ZONE = "Etc/Unknown"  # phonenumbers' answer for numbers it cannot place
+# A number whose answered call was abandoned (disposition DROP: no agent was free) is not
+# dialled again for this long, by any campaign and any path (hopper, click, callback).
+ABANDON_REDIAL_HOURS = 72
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class DialFacts:
     attempts_day: dt.date | None = None  # the UTC date attempts_today counts (crm.calls)
     attempts_total: int = 0
     last_attempt_at: dt.datetime | None = None
+    last_abandoned_at: dt.datetime | None = None  # the number's latest abandoned (DROP) answer
 
 
 @cache
@@ -160,6 +164,17 @@ def destination_block(phone: str, prefixes: tuple[str, ...], default_region: str
     )
 
 
+def abandon_block(last_abandoned_at: dt.datetime | None, now: dt.datetime) -> Block | None:
+    if last_abandoned_at is None:
+        return None
+    until = last_abandoned_at + dt.timedelta(hours=ABANDON_REDIAL_HOURS)
+    if now >= until:
+        return None
+    return Block("recently_abandoned",
+                 f"a call to this number was answered at {last_abandoned_at:%Y-%m-%d %H:%M} UTC with no agent free "
+                 f"(abandoned); it is not dialled again within {ABANDON_REDIAL_HOURS} hours", until)
+
+
 def evaluate(facts: DialFacts, now: dt.datetime, *, default_region: str, default_time_zone: str) -> Verdict:
     """Every gate over the facts; pure, so the rules read (and test) without a database."""
     blocks: list[Block] = []
@@ -187,6 +202,9 @@ def evaluate(facts: DialFacts, now: dt.datetime, *, default_region: str, default
             blocks.append(Block("min_interval",
                                 f"last attempt at {facts.last_attempt_at:%Y-%m-%d %H:%M} UTC; the campaign waits "
                                 f"{facts.min_retry_minutes} minutes between attempts", earliest))
+    abandoned = abandon_block(facts.last_abandoned_at, now)
+    if abandoned is not None:
+        blocks.append(abandoned)
     zones = customer_time_zones(facts.phone, facts.time_zone, default_time_zone)
     window = window_block(facts, zones, now)
     if window is not None:
@@ -252,12 +270,16 @@ async def check_dial(
     if lead_id is None:
         attempts = await _attempts_without_lead(conn, campaign_id, phone, now)
     listed = bool(await conn.fetchval("select 1 from do_not_call where e164 = $1", phone))
+    last_abandoned = await conn.fetchval(
+        "select max(coalesce(answered_at, created_at)) from calls where to_number = $1 and disposition = 'DROP'",
+        phone)
     facts = DialFacts(
         phone=phone,
         consent=customer["consent"],
         customer_dnc=customer["do_not_call"],
         number_dnc=listed,
         time_zone=customer["time_zone"],
+        last_abandoned_at=last_abandoned,
         **_campaign_facts(campaign),
         **attempts,
     )

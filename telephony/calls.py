@@ -51,6 +51,8 @@ class CallState:
     # The "this call is recorded" prompt played to the customer at answer.
     announce_path: str | None = None
     announcer: Any = None
+    # When the seat itself hangs up (monotonic clock): the end of an abandon message (cmd_abandon).
+    hangup_deadline: float | None = None
     # The call's AudioMedia in the bridge, refreshed at every media update (a re-INVITE may move it).
     audio: Any = None
     # Open media taps: tap id -> bridge.MediaTap; tap_ids is read by the bridge clock thread.

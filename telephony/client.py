@@ -119,6 +119,10 @@ class SeatClient:
     async def headset_disconnect(self) -> None:
         await self.request("headset_disconnect")
 
+    async def abandon(self, call_id: str | UUID, message: str) -> float:
+        """Play `message` (a WAV) to the answered customer, then the seat hangs up; returns its seconds."""
+        return (await self.request("abandon", call_id=str(call_id), message=message))["seconds"]
+
     async def hangup(self, call_id: str | UUID) -> None:
         await self.request("hangup", call_id=str(call_id))
 

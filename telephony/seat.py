@@ -11,6 +11,7 @@ recordings. Nothing else touches pjsua2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +41,7 @@ from telephony.recording import CallRecording, recording_path
 log = logging.getLogger("telephony.seat")
 
 Emit = Callable[[ev.Event], None]
+ABANDON_TAIL_S = 0.3  # after an abandon message, so its last syllable is not cut by the BYE
 
 
 class Seat:
@@ -88,6 +91,9 @@ class Seat:
             if state.ring_deadline is not None and not state.answered and now >= state.ring_deadline:
                 state.ring_deadline = None
                 state.mark_local("system", "no_answer")
+                state.call.hangup(call_param())
+            elif state.hangup_deadline is not None and now >= state.hangup_deadline:
+                state.hangup_deadline = None  # an abandon message has played to its end
                 state.call.hangup(call_param())
 
     def _write_recordings(self) -> None:
@@ -188,6 +194,29 @@ class Seat:
             self.bridge.wire(state)
             self.emit(ev.CallMuted(self.cfg.name, state.call_id, muted))
         return {"muted": muted}
+
+    def cmd_abandon(self, call_id: str, message: str) -> dict[str, Any]:
+        """An answered call no agent can take (predictive dialing): play the recorded message to the
+        customer now, then hang up at its end. Done here, not by the service, so the message starts
+        within one loop round and the hang-up does not wait on the service."""
+        state = self._call(call_id)
+        if state.role != "customer" or not state.answered:
+            raise protocol.CommandError(f"call {call_id} is not an answered customer call")
+        path = _wav_arg("message", message)
+        with wave.open(path) as w:
+            seconds = w.getnframes() / w.getframerate()
+        if state.announcer is not None and state.audio is not None:
+            # A recording notice still playing gives way to the message.
+            for sink in (state.audio, *state.taps[:1]):
+                with contextlib.suppress(pj.Error):
+                    state.announcer.stopTransmit(sink)
+            self._dead.append(state.announcer)
+        state.announce_path, state.announcer = path, pj.AudioMediaPlayer()
+        state.announcer.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        self.bridge.wire(state)  # without media yet, on_media_state wires it when it comes
+        state.mark_local("system", "abandoned")
+        state.hangup_deadline = time.monotonic() + seconds + ABANDON_TAIL_S
+        return {"seconds": round(seconds, 3)}
 
     # --- the agent's headset leg -------------------------------------------------------
 

@@ -28,6 +28,7 @@ from crm.fields import parse_call_id
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
 from telesales.app import AppContext
+from telesales.dial_routes import dial_uri_for
 
 log = logging.getLogger("telesales.desk")
 
@@ -285,7 +286,7 @@ class Desk:
 
     async def _dial_seat(self, conn: asyncpg.Connection, lead: asyncpg.Record) -> uuid.UUID:
         seat = await self._free_seat(conn)
-        uri = self.ctx.settings.dialer.dial_uri.replace("{number}", lead["phone"])
+        uri = dial_uri_for(self.ctx.settings.dialer, lead["phone"])
         try:
             return await self.ctx.seats.dial(seat, uri, agent_id=self.agent_id, lead_id=lead["id"],
                                              to_number=lead["phone"])

@@ -59,6 +59,10 @@ class AdaptivePacer:
     _last_recompute: float | None = field(default=None, repr=False)
     connect_rate: float = 0.0
 
+    def due(self, now: float) -> bool:
+        """Whether recompute() would act now (so a caller can skip reading the totals)."""
+        return self._last_recompute is None or now - self._last_recompute >= self.recompute_seconds
+
     def recompute(self, now: float, *, dials: int, answered: int, abandoned: int) -> None:
         """Every recompute_seconds: update the connect-rate estimate and the target from the totals
         (dials, answered, abandoned) of the measured period (30 days for the cap)."""

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,6 +110,9 @@ class SeatService:
         # Scorecard for QA jobs of calls whose campaign names none; None: this service queues no QA jobs.
         self.qa_scorecard = qa_scorecard
         self._task: asyncio.Task | None = None
+        # Called with each event after its row is written (the predictive dialer follows answers here);
+        # a listener only queues work: it runs on the task that writes every call row.
+        self.listeners: list[Callable[[ev.Event], None]] = []
 
     async def start(self) -> None:
         await self.recover_interrupted_recordings()
@@ -152,6 +156,8 @@ class SeatService:
                 log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})
             except Exception:  # noqa: BLE001 - one bad event must not stop the call records
                 log.exception("cannot apply seat event %s", type(event).__name__, extra={"seat": event.seat})
+            for listener in self.listeners:
+                listener(event)
 
     async def apply(self, event: ev.Event) -> None:
         async with self.pool.acquire() as conn:

@@ -15,6 +15,7 @@ from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
 from telesales.demo_trunk import demo_trunk_config, route_desk_to_demo, start_demo_trunk
+from telesales.predictive import PredictiveDialer
 from telesales.progressive import ProgressiveDialer
 from telesales.qa_workers import qa_workers
 from telesales.seats import SeatService, seat_configs
@@ -58,9 +59,12 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     app = create_app(ctx)
     progressive = ProgressiveDialer(ctx, settings.dialer.progressive_interval_seconds)
     await progressive.start()
+    predictive = PredictiveDialer(ctx)
+    await predictive.start()
 
     async def shut_down(_app):
         await progressive.stop()
+        await predictive.stop()
         if demo_trunk is not None:
             await demo_trunk.stop()
         await workers.stop()

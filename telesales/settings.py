@@ -126,6 +126,25 @@ def _check_dialer(d: dict[str, Any], fail) -> None:
         fail("dialer.pause_reasons", "needs at least one reason code")
     if d["dial_uri"] and (not d["dial_uri"].startswith(("sip:", "sips:")) or "{number}" not in d["dial_uri"]):
         fail("dialer.dial_uri", 'must be a SIP URI with {number}, e.g. "sip:{number}@trunk.example"')
+    _check_predictive(d, fail)
+
+
+def _check_predictive(d: dict[str, Any], fail) -> None:
+    from telesales.dial_routes import parse_routes
+
+    for key in ("predictive_interval_seconds", "recompute_seconds", "predictive_ring_seconds"):
+        if d[key] <= 0:
+            fail(f"dialer.{key}", "must be positive")
+    if not 0 < d["abandon_cap"] < 1:
+        fail("dialer.abandon_cap", "must be a share between 0 and 1, e.g. 0.03 for 3 %")
+    if d["abandon_message_wav"] and not Path(d["abandon_message_wav"]).is_file():
+        fail("dialer.abandon_message_wav", f"no such file {d['abandon_message_wav']!r}")
+    if not d["abandon_message_wav"] and not d["abandon_message"].strip():
+        fail("dialer.abandon_message", "needs a text (or set abandon_message_wav)")
+    try:
+        parse_routes(d["dial_routes"])
+    except ValueError as e:
+        fail("dialer.dial_routes", str(e))
 
 
 def _check_reports(r: dict[str, Any], fail) -> None:
