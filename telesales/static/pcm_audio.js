@@ -1,0 +1,83 @@
+// PcmAudio: live call audio between Web Audio and a WebSocket, in the system's one frame format
+// (16 kHz mono signed 16-bit little-endian, 20 ms = 320 samples = 640 bytes per binary message).
+// Page-independent, so the agent's browser headset and the supervisor's listen/whisper share it:
+//
+//   const ctx = await PcmAudio.context();                        // AudioContext with the worklets loaded
+//   const mic = await PcmAudio.microphone(ctx);                  // getUserMedia -> source node
+//   const cap = PcmAudio.capture(ctx, mic.node, (frame, level) => sock.send(frame.buffer));
+//   const player = PcmAudio.player(ctx, { targetMs: 60, maxMs: 200, onStats: (s) => ... });
+//   const sock = PcmAudio.socket("/api/...", { onFrame: (buf) => player.push(buf), onMessage: (obj) => ... });
+//   ... cap.stop(); player.stop(); mic.stop(); sock.close(); ctx.close();
+//
+// Text messages on the socket are JSON objects; binary messages are frames.
+(() => {
+  "use strict";
+  const WORKLET = "/static/pcm_worklet.js";
+
+  async function context() {
+    // The context runs at the device's rate; the worklets resample to and from 16 kHz, because some
+    // browsers refuse to connect a microphone to a context at another rate.
+    const ctx = new AudioContext({ latencyHint: "interactive" });
+    await ctx.audioWorklet.addModule(WORKLET);
+    if (ctx.state !== "running") await ctx.resume();
+    return ctx;
+  }
+
+  async function microphone(ctx, constraints) {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: constraints || { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    const node = ctx.createMediaStreamSource(stream);
+    return { node, stream, stop: () => { node.disconnect(); stream.getTracks().forEach((t) => t.stop()); } };
+  }
+
+  // Frames of whatever `source` (any AudioNode) outputs; onFrame(Int16Array(320), rmsLevel 0..1).
+  function capture(ctx, source, onFrame) {
+    const node = new AudioWorkletNode(ctx, "pcm-capture", { numberOfInputs: 1, numberOfOutputs: 1,
+      channelCount: 1, channelCountMode: "explicit" });
+    node.port.onmessage = (e) => onFrame(e.data.frame, e.data.level);
+    source.connect(node);
+    // Its output is silence; connected so the browser keeps pulling the node.
+    node.connect(ctx.destination);
+    return { node, stop: () => { node.port.postMessage("stop"); source.disconnect(node); node.disconnect(); } };
+  }
+
+  // Plays pushed frames (ArrayBuffer or Int16Array of 320 samples) through a small jitter buffer.
+  function player(ctx, { targetMs = 60, maxMs = 200, onStats = null, destination = null } = {}) {
+    const node = new AudioWorkletNode(ctx, "pcm-player", { numberOfInputs: 0, numberOfOutputs: 1,
+      outputChannelCount: [1], processorOptions: { targetMs, maxMs } });
+    node.connect(destination || ctx.destination);
+    let stats = { received: 0, played: 0, underruns: 0, dropped: 0, bufferedMs: 0 };
+    node.port.onmessage = (e) => { stats = e.data.stats; if (onStats) onStats(stats); };
+    return {
+      node,
+      push(frame) {
+        const buf = frame instanceof ArrayBuffer ? frame : frame.buffer.slice(frame.byteOffset,
+          frame.byteOffset + frame.byteLength);
+        node.port.postMessage(buf, [buf]);
+      },
+      stats: () => stats,
+      stop: () => { node.port.postMessage("stop"); node.disconnect(); },
+    };
+  }
+
+  function socket(path, { onFrame = null, onMessage = null, onOpen = null, onClose = null } = {}) {
+    const url = new URL(path, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => onOpen && onOpen();
+    ws.onclose = (e) => onClose && onClose(e);
+    ws.onmessage = (e) => {
+      if (typeof e.data === "string") {
+        if (onMessage) onMessage(JSON.parse(e.data));
+      } else if (onFrame) {
+        onFrame(e.data);
+      }
+    };
+    return ws;
+  }
+
+  window.PcmAudio = { SAMPLE_RATE: 16000, FRAME_SAMPLES: 320, FRAME_BYTES: 640, context, microphone, capture,
+    player, socket };
+})();
