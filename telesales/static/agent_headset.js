@@ -58,7 +58,8 @@
     } finally {
       h.starting = false;
     }
-    h.player = PcmAudio.player(h.ctx, { targetMs: 60, maxMs: 200 });
+    // 60 ms absorbs ordinary network jitter; a burst after a stall may queue up to 300 ms, trimmed back slowly.
+    h.player = PcmAudio.player(h.ctx, { targetMs: 60, maxMs: 300 });
     h.ws = PcmAudio.socket("/api/v1/agent/headset", {
       onOpen: () => setState("connected", "connected, waiting for a call"),
       onMessage,

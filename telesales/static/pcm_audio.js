@@ -47,7 +47,7 @@
     const node = new AudioWorkletNode(ctx, "pcm-player", { numberOfInputs: 0, numberOfOutputs: 1,
       outputChannelCount: [1], processorOptions: { targetMs, maxMs } });
     node.connect(destination || ctx.destination);
-    let stats = { received: 0, played: 0, underruns: 0, dropped: 0, bufferedMs: 0 };
+    let stats = { received: 0, played: 0, underruns: 0, dropped: 0, trimmed: 0, bufferedMs: 0 };
     node.port.onmessage = (e) => { stats = e.data.stats; if (onStats) onStats(stats); };
     return {
       node,

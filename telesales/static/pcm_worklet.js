@@ -73,9 +73,10 @@ class PcmPlayer extends AudioWorkletProcessor {
     this.queue = []; // Float32Array frames at 16 kHz
     this.queued = 0;
     this.waiting = true;
+    this.high = 0; // output samples played while the buffer held more than twice the target
     this.resampler = new Resampler(RATE, sampleRate);
     this.out = [];
-    this.stats = { received: 0, played: 0, underruns: 0, dropped: 0 };
+    this.stats = { received: 0, played: 0, underruns: 0, dropped: 0, trimmed: 0 };
     this.lastReport = 0;
     this.running = true;
     this.port.onmessage = (e) => {
@@ -112,6 +113,14 @@ class PcmPlayer extends AudioWorkletProcessor {
     const out = outputs[0];
     const n = out[0].length;
     while (this.out.length < n) this.resampler.push(this.next16k(), this.out);
+    // Latency creep (the sender's clock a little fast, or a burst after a stall that stayed under maxMs):
+    // after a whole second above twice the target, one frame goes.
+    this.high = this.queued > 2 * this.target ? this.high + n : 0;
+    if (this.high >= sampleRate && this.queue.length) {
+      this.queued -= this.queue.shift().length;
+      this.stats.trimmed++;
+      this.high = 0;
+    }
     const block = this.out.splice(0, n);
     for (const channel of out) channel.set(block);
     if (currentTime - this.lastReport >= 0.25) {
