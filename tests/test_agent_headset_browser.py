@@ -295,8 +295,8 @@ async def test_a_callback_through_the_browser_headset(page, app_ctx, sim, voices
     await _check_audio(captured, sim, app_ctx, whisper, qa_settings, tmp_path)
 
     await page.select_option("#code", "CALLBACK")
-    due = dt.datetime.now() + dt.timedelta(days=1)
-    await page.fill("[name='follow_up.due_at']", due.strftime("%Y-%m-%dT15:00"))
+    due = dt.datetime.now() + dt.timedelta(hours=2)  # "my callbacks" lists those due within 12 hours
+    await page.fill("[name='follow_up.due_at']", due.strftime("%Y-%m-%dT%H:%M"))
     await _save(page)
     history = await page.inner_text("#saved-history")
     assert "Follow-ups" in history and "open" in history, history

@@ -9,7 +9,7 @@
   const KEY = "telesales.headset";
   const FLOW_MS = 1500; // no frame for this long: that direction shows as not flowing
   const h = { ctx: null, mic: null, capture: null, player: null, ws: null, onCall: false,
-    lastUp: 0, lastDown: 0, micFrames: -1, sent: 0 };
+    lastUp: 0, lastDown: 0, micFrames: -1 };
   window.agentHeadset = h; // for the page tests: what the page plays is h.player.node's output
 
   function setState(state, text) {
@@ -30,9 +30,11 @@
   function onMessage(msg) {
     if (msg.type === "call") {
       h.onCall = true;
+      h.ws.sending(true);
       setState("call", "on a call: audio through this page");
     } else if (msg.type === "idle") {
       h.onCall = false;
+      h.ws.sending(false);
       setState("connected", "connected, waiting for a call");
     } else if (msg.type === "stats") {
       // The service counts what it injected into the call: that, not what we sent, says "mic → call".
@@ -59,28 +61,29 @@
       h.starting = false;
     }
     // 60 ms absorbs ordinary network jitter; a burst after a stall may queue up to 300 ms, trimmed back slowly.
-    h.player = PcmAudio.player(h.ctx, { targetMs: 60, maxMs: 300 });
+    let received = 0;
+    h.player = PcmAudio.player(h.ctx, { targetMs: 60, maxMs: 300, onStats: (st) => {
+      if (st.received > received) h.lastDown = performance.now();
+      received = st.received;
+    } });
+    h.capture = PcmAudio.capture(h.ctx, h.mic.node, (_frame, level) => {
+      $("mic-level").value = Math.min(1, level * 4); // speech sits around 0.05-0.2 RMS
+    });
     h.ws = PcmAudio.socket("/api/v1/agent/headset", {
+      player: h.player,
+      capture: h.capture,
       onOpen: () => setState("connected", "connected, waiting for a call"),
       onMessage,
-      onFrame: (buf) => { h.lastDown = performance.now(); h.player.push(buf); },
       onClose: (e) => {
         if (box.dataset.state !== "error") setState("error", `headset disconnected${e.reason ? ": " + e.reason : ""}`);
         h.ws = null;
         stop();
       },
     });
-    h.capture = PcmAudio.capture(h.ctx, h.mic.node, (frame, level) => {
-      $("mic-level").value = Math.min(1, level * 4); // speech sits around 0.05-0.2 RMS
-      if (h.onCall && h.ws && h.ws.readyState === WebSocket.OPEN) {
-        h.ws.send(frame.buffer);
-        h.sent++;
-      }
-    });
   }
 
   function stop() {
-    if (h.ws) { const ws = h.ws; h.ws = null; ws.onclose = null; ws.close(); }
+    if (h.ws) { const ws = h.ws; h.ws = null; ws.close(); }
     for (const part of [h.capture, h.player, h.mic]) if (part) part.stop();
     if (h.ctx) h.ctx.close();
     Object.assign(h, { ctx: null, mic: null, capture: null, player: null, onCall: false, micFrames: -1 });

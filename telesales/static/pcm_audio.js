@@ -4,15 +4,18 @@
 //
 //   const ctx = await PcmAudio.context();                        // AudioContext with the worklets loaded
 //   const mic = await PcmAudio.microphone(ctx);                  // getUserMedia -> source node
-//   const cap = PcmAudio.capture(ctx, mic.node, (frame, level) => sock.send(frame.buffer));
+//   const cap = PcmAudio.capture(ctx, mic.node, (frame, level) => ...);   // frame null once sent to a socket
 //   const player = PcmAudio.player(ctx, { targetMs: 60, maxMs: 200, onStats: (s) => ... });
-//   const sock = PcmAudio.socket("/api/...", { onFrame: (buf) => player.push(buf), onMessage: (obj) => ... });
+//   const sock = PcmAudio.socket("/api/...", { player, capture: cap, onMessage: (obj) => ..., onOpen, onClose });
+//   sock.sending(true);   // microphone frames go out only while this is on
 //   ... cap.stop(); player.stop(); mic.stop(); sock.close(); ctx.close();
 //
-// Text messages on the socket are JSON objects; binary messages are frames.
+// The socket lives in a worker (pcm_socket_worker.js): frames go between it and the worklets without
+// the main thread. Text messages are JSON objects; binary messages are frames.
 (() => {
   "use strict";
   const WORKLET = "/static/pcm_worklet.js";
+  const SOCKET_WORKER = "/static/pcm_socket_worker.js";
 
   async function context() {
     // The context runs at the device's rate; the worklets resample to and from 16 kHz, because some
@@ -35,7 +38,7 @@
   function capture(ctx, source, onFrame) {
     const node = new AudioWorkletNode(ctx, "pcm-capture", { numberOfInputs: 1, numberOfOutputs: 1,
       channelCount: 1, channelCountMode: "explicit" });
-    node.port.onmessage = (e) => onFrame(e.data.frame, e.data.level);
+    node.port.onmessage = (e) => onFrame(e.data.frame || null, e.data.level);
     source.connect(node);
     // Its output is silence; connected so the browser keeps pulling the node.
     node.connect(ctx.destination);
@@ -61,21 +64,36 @@
     };
   }
 
-  function socket(path, { onFrame = null, onMessage = null, onOpen = null, onClose = null } = {}) {
+  // A WebSocket carrying frames both ways: the customer's frames into `player`, `capture`'s frames out.
+  function socket(path, { player = null, capture = null, onMessage = null, onOpen = null, onClose = null,
+    onFrame = null } = {}) {
     const url = new URL(path, location.href);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    ws.onopen = () => onOpen && onOpen();
-    ws.onclose = (e) => onClose && onClose(e);
-    ws.onmessage = (e) => {
-      if (typeof e.data === "string") {
-        if (onMessage) onMessage(JSON.parse(e.data));
-      } else if (onFrame) {
-        onFrame(e.data);
-      }
+    const worker = new Worker(SOCKET_WORKER);
+    let closing = false; // closed by us: onClose is for the other end going away
+    worker.onmessage = (e) => {
+      const m = e.data;
+      if (m.open && onOpen) onOpen();
+      if (m.text !== undefined && onMessage) onMessage(JSON.parse(m.text));
+      if (m.frame && onFrame) onFrame(m.frame);
+      if (m.close) { worker.terminate(); if (onClose && !closing) onClose(m.close); }
     };
-    return ws;
+    if (player) {
+      const ch = new MessageChannel();
+      player.node.port.postMessage({ source: ch.port1 }, [ch.port1]);
+      worker.postMessage({ player: ch.port2 }, [ch.port2]);
+    }
+    if (capture) {
+      const ch = new MessageChannel();
+      capture.node.port.postMessage({ sink: ch.port1 }, [ch.port1]);
+      worker.postMessage({ capture: ch.port2 }, [ch.port2]);
+    }
+    worker.postMessage({ open: url.href });
+    return {
+      sending: (on) => worker.postMessage({ sending: on }),
+      send: (frame) => worker.postMessage({ frame }, [frame]),
+      close: () => { closing = true; worker.postMessage({ close: true }); setTimeout(() => worker.terminate(), 1000); },
+    };
   }
 
   window.PcmAudio = { SAMPLE_RATE: 16000, FRAME_SAMPLES: 320, FRAME_BYTES: 640, context, microphone, capture,

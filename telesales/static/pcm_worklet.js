@@ -2,10 +2,14 @@
 // Loaded by pcm_audio.js; they run on the audio thread, so they only resample, buffer and post.
 //
 //   "pcm-capture": input at the context's rate -> 320-sample Int16Array frames posted to the port,
-//                  each with its RMS level (0..1).
-//   "pcm-player":  Int16Array frames posted to the port -> output at the context's rate, through a
-//                  jitter buffer that waits for `targetMs` before playing, goes back to waiting on an
-//                  underrun, and drops the oldest audio beyond `maxMs` (latency never grows without end).
+//                  each with its RMS level (0..1); given a MessagePort ({sink: port}), the frames go
+//                  there instead (a socket worker) and the node's port gets only the levels.
+//   "pcm-player":  Int16Array frames (ArrayBuffers) posted to the port, or to a MessagePort handed
+//                  over as {source: port} -> output at the context's rate, through a jitter buffer
+//                  that waits for `targetMs` before playing, goes back to waiting on an underrun, and
+//                  drops the oldest audio beyond `maxMs` (latency never grows without end).
+// The extra ports let frames go between the audio thread and a worker's WebSocket without passing
+// the page's main thread, which layout, scripts or a busy machine can stall for hundreds of ms.
 "use strict";
 
 const RATE = 16000;
@@ -43,7 +47,11 @@ class PcmCapture extends AudioWorkletProcessor {
     this.resampler = new Resampler(sampleRate, RATE);
     this.pending = [];
     this.running = true;
-    this.port.onmessage = (e) => { if (e.data === "stop") this.running = false; };
+    this.sink = null;
+    this.port.onmessage = (e) => {
+      if (e.data === "stop") this.running = false;
+      else if (e.data && e.data.sink) this.sink = e.data.sink;
+    };
   }
 
   process(inputs) {
@@ -58,7 +66,13 @@ class PcmCapture extends AudioWorkletProcessor {
         sum += s * s;
         frame[i] = s < 0 ? s * 0x8000 : s * 0x7fff;
       }
-      this.port.postMessage({ frame, level: Math.sqrt(sum / FRAME) }, [frame.buffer]);
+      const level = Math.sqrt(sum / FRAME);
+      if (this.sink) {
+        this.sink.postMessage(frame.buffer, [frame.buffer]);
+        this.port.postMessage({ level });
+      } else {
+        this.port.postMessage({ frame, level }, [frame.buffer]);
+      }
     }
     return this.running;
   }
@@ -81,6 +95,7 @@ class PcmPlayer extends AudioWorkletProcessor {
     this.running = true;
     this.port.onmessage = (e) => {
       if (e.data === "stop") { this.running = false; return; }
+      if (e.data && e.data.source) { e.data.source.onmessage = (m) => this.take(new Int16Array(m.data)); return; }
       this.take(new Int16Array(e.data));
     };
   }
