@@ -40,6 +40,7 @@
       // The service counts what it injected into the call: that, not what we sent, says "mic → call".
       if (msg.mic_frames > h.micFrames && h.micFrames >= 0) h.lastUp = performance.now();
       h.micFrames = msg.mic_frames;
+      h.stats = msg;
     } else if (msg.type === "error" || msg.type === "taken_over") {
       setState("error", msg.message);
     }
@@ -101,8 +102,10 @@
   $("headset-mode").value = localStorage.getItem(KEY) || box.dataset.default || "browser";
   $("headset-mode").onchange = () => chooseMode($("headset-mode").value);
   $("headset-start").onclick = () => start();
-  // Going ready is a click, which browsers need before they start audio: start the headset with it.
-  $("ready").addEventListener("click", () => { if ($("headset-mode").value === "browser") start(); });
+  // Going ready or dialling is a click, which browsers need before they start audio: start the headset with it.
+  for (const id of ["ready", "dial"]) {
+    $(id).addEventListener("click", () => { if ($("headset-mode").value === "browser") start(); });
+  }
   chooseMode($("headset-mode").value);
   setInterval(flows, 500);
 })();
