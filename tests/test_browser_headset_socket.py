@@ -190,3 +190,11 @@ async def _closing(ws):
 
     return await asyncio.wait_for(close_message(), DEADLINE)
 
+
+
+def test_a_headset_setting_other_than_browser_or_phone_stops_start_up_naming_the_key(tmp_path):
+    from telesales.settings import SettingsError
+
+    assert load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path)}).dialer.headset == "browser"
+    with pytest.raises(SettingsError, match="dialer.headset"):
+        load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path), "TELESALES_DIALER_HEADSET": "bluetooth"})
