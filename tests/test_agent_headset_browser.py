@@ -167,13 +167,13 @@ HEARD_SINCE = """(first) => {
 }"""
 
 
-async def _words(whisper, qa_settings, path: Path, speaker: str | None = None) -> tuple[set[str], list]:
+async def _words(whisper, qa_settings, path: Path) -> tuple[dict[str, set[str]], list]:
+    """Words said per speaker ("agent"/"customer" on a stereo file, "unknown" on a mono one), once."""
     analysis = await asyncio.to_thread(analyse, read_recording(path), whisper, qa_options(qa_settings.qa))
     said = [(s.speaker, s.text) for s in analysis.transcript]
-    words: set[str] = set()
+    words: dict[str, set[str]] = {"agent": set(), "customer": set(), "unknown": set()}
     for s in analysis.transcript:
-        if speaker is None or s.speaker == speaker:
-            words |= words_of(s.text)
+        words[s.speaker] |= words_of(s.text)
     return words, said
 
 
@@ -248,10 +248,11 @@ async def _seat_recording(app_ctx, tmp_path) -> Path:
 
 async def _check_audio(captured, sim, app_ctx, whisper, qa_settings, tmp_path) -> None:
     sim_words, sim_said = await _words(whisper, qa_settings, await _finished_wav(sim.recording))
+    sim_words = sim_words["unknown"]
     page_words, page_said = await _words(whisper, qa_settings, captured["heard"])
-    recording = await _seat_recording(app_ctx, tmp_path)
-    left, said = await _words(whisper, qa_settings, recording, speaker="agent")
-    right, _ = await _words(whisper, qa_settings, recording, speaker="customer")
+    page_words = page_words["unknown"]
+    stereo, said = await _words(whisper, qa_settings, await _seat_recording(app_ctx, tmp_path))
+    left, right = stereo["agent"], stereo["customer"]
     print("the sim heard:", sim_said)
     print("the page played:", page_said, "player and headset:", captured["player"])
     print("the seat recorded:", said)
