@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import asyncpg
 
@@ -113,6 +114,26 @@ class SeatService:
         # Called with each event after its row is written (the predictive dialer follows answers here);
         # a listener only queues work: it runs on the task that writes every call row.
         self.listeners: list[Callable[[ev.Event], None]] = []
+        # Queues of those waiting for calls to be answered or to end (browser headsets), fed after the row is written.
+        self._call_watchers: set[asyncio.Queue] = set()
+        # agent id -> that agent's live browser headset (telesales/browser_headset.py): one per agent.
+        self.browser_headsets: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def watch_calls(self):
+        """A queue that gets each call id whose row just changed to answered or ended (drop-oldest, 100)."""
+        queue: asyncio.Queue = asyncio.Queue(100)
+        self._call_watchers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._call_watchers.discard(queue)
+
+    def _notify_watchers(self, call_id: str) -> None:
+        for queue in self._call_watchers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(call_id)
 
     async def start(self) -> None:
         await self.recover_interrupted_recordings()
@@ -151,6 +172,8 @@ class SeatService:
             log.info(type(event).__name__, extra={"seat": event.seat, "call_id": getattr(event, "call_id", None)})
             try:
                 await self.apply(event)
+                if isinstance(event, (ev.CallAnswered, ev.CallEnded)):
+                    self._notify_watchers(event.call_id)
             except (NotFound, Conflict) as e:
                 # A call placed without the service (line test) or already closed: nothing to write.
                 log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})

@@ -122,6 +122,8 @@ def _check_dialer(d: dict[str, Any], fail) -> None:
         fail("dialer.progressive_interval_seconds", "must be positive")
     if d["max_wrap_up_seconds"] < 0:
         fail("dialer.max_wrap_up_seconds", "must be 0 (no limit) or more")
+    if d["headset"] not in ("browser", "phone"):
+        fail("dialer.headset", f'must be "browser" or "phone", got {d["headset"]!r}')
     if not d["pause_reasons"]:
         fail("dialer.pause_reasons", "needs at least one reason code")
     if d["dial_uri"] and (not d["dial_uri"].startswith(("sip:", "sips:")) or "{number}" not in d["dial_uri"]):

@@ -11,8 +11,9 @@ from aiohttp_session import get_session
 from crm import agent_status
 from crm.dispositions import describe
 from crm.fields import parse_call_id
-from telesales.agent_desk import Desk
+from telesales.agent_desk import Desk, NoSeat
 from telesales.app import CTX
+from telesales.browser_headset import BrowserHeadset
 from telesales.web import FLOOR, BadRequest, RouteTable, current_user, json_response, read_json
 
 routes = RouteTable()
@@ -45,6 +46,7 @@ async def agent_page(request: web.Request) -> dict:
         "dispositions": describe(request.app[CTX].catalog),
         "pause_reasons": request.app[CTX].settings.dialer.pause_reasons,
         "payment_methods": request.app[CTX].settings.crm.payment_methods,
+        "headset": request.app[CTX].settings.dialer.headset,
     }
 
 
@@ -156,3 +158,17 @@ async def line_test(request: web.Request) -> web.Response:
 async def wrap_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     return json_response(await _desk(request).wrap_up(body, _now()), status=201)
+
+
+@routes.get("/api/v1/agent/headset", roles=FLOOR, tags=("agent",),
+            summary="WebSocket: my browser headset. Binary messages both ways are 20 ms frames (16 kHz mono "
+            "s16le, 640 bytes): my microphone into my answered seat call, the customer's audio back; JSON text "
+            'messages from the service: {"type": "call"|"idle"|"stats"|"error"|"taken_over", ...}')
+async def headset(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    if ctx.seats is None:
+        raise NoSeat("no seats run in this service (telephony.seats = 0): use your own phone")
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    await BrowserHeadset(ctx.pool, ctx.seats, current_user(request)["id"], ws).run()
+    return ws

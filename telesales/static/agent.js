@@ -109,7 +109,7 @@
     return t;
   }
 
-  function renderHistory(lead) {
+  function renderHistory(lead, target) {
     const parts = [];
     const section = (title, node) => { parts.push(el("h4", title), node); };
     section("Calls", table(["When", "Agent", "Disposition", "QA"], lead.calls.map((c) =>
@@ -122,7 +122,7 @@
       lead.follow_ups.map((f) => [when(f.due_at), f.owner || "anyone", f.status, f.note])));
     section("Notes and contacts", table(["When", "Kind", "Summary"], lead.interactions.slice().reverse().map((i) =>
       [when(i.occurred_at), i.kind, i.summary])));
-    $("history").replaceChildren(...parts);
+    (target || $("history")).replaceChildren(...parts);
   }
 
   function renderLead(d) {
@@ -130,6 +130,7 @@
     $("lead").hidden = !lead;
     $("no-lead").hidden = !!lead;
     if (!lead) return;
+    $("saved").hidden = true;
     const c = lead.customer;
     $("c-name").textContent = c.name || "(no name)";
     $("c-company").textContent = c.company || "";
@@ -163,6 +164,14 @@
     renderStatus(desk);
     renderCallbacks(desk);
     renderLead(desk);
+  }
+
+  // The released lead leaves the desk: its customer's history stays in view, as saved.
+  async function showSaved(customer) {
+    const file = await api("GET", `/api/v1/customers/${customer.id}`);
+    $("saved-name").textContent = customer.name || "(no name)";
+    renderHistory(file, $("saved-history"));
+    $("saved").hidden = false;
   }
 
   function partsFor(code) {
@@ -229,10 +238,12 @@
   });
   $("wrap-up").addEventListener("submit", (ev) => {
     ev.preventDefault();
+    const customer = desk && desk.lead ? desk.lead.customer : null;
     act(async () => {
       const r = await api("POST", "/api/v1/agent/wrap-up", wrapUpBody());
       $("wrap-up").reset();
       showParts();
+      if (customer) await showSaved(customer);
       return r;
     }, "Disposition saved");
   });
