@@ -100,12 +100,14 @@ class ListenHub:
         self._seat_client = seat_client  # name -> SeatClient (SeatManager.seat)
         self.max_frames = max_frames
         self._feeds: dict[str, CallFeed] = {}
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        # One lock for all calls: opening or closing a tap takes a seat round trip (a millisecond or so),
+        # and one lock cannot leak an entry per call the way a lock per call would.
+        self._lock = asyncio.Lock()
 
     async def subscribe(self, seat: str, call_id: str) -> Listener:
         """A new listener on the call (opening its tap if it is the first); SeatUnavailable / CommandError
         when the seat cannot tap it."""
-        async with self._locks[call_id]:
+        async with self._lock:
             feed = self._feeds.get(call_id)
             if feed is None or feed.ended:
                 tap = await self._seat_client(seat).open_tap(call_id)
@@ -115,7 +117,7 @@ class ListenHub:
             return listener
 
     async def unsubscribe(self, call_id: str, listener: Listener) -> None:
-        async with self._locks[call_id]:
+        async with self._lock:
             feed = self._feeds.get(call_id)
             if feed is None or listener not in feed.listeners:
                 return

@@ -14,6 +14,7 @@ import base64
 import re
 import subprocess
 import uuid
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,11 @@ SEAT = "seat1"
 RATE = 16_000
 AGENT_TEXT = "Good morning, Anna speaking, how can I help you today?"
 CUSTOMER_TEXT = "I would like to cancel my order number five."
-WHISPER_TEXT = "Offer the customer the premium plan with a twenty percent discount."
+WHISPER_TEXT = "Offer the customer the premium plan with a special discount."
 BARGE_TEXT = "Hello everybody, this is the supervisor joining the call."
-AGENT_WORDS = {"morning", "anna", "speaking", "help", "today"}
-CUSTOMER_WORDS = {"cancel", "order", "number", "five"}
-WHISPER_WORDS = {"offer", "premium", "plan", "twenty", "percent", "discount"}
+AGENT_WORDS = {"good", "morning", "anna", "speaking", "help", "today"}
+CUSTOMER_WORDS = {"would", "like", "cancel", "order", "number", "five", "5"}
+WHISPER_WORDS = {"offer", "customer", "premium", "plan", "special", "discount"}
 BARGE_WORDS = {"hello", "everybody", "supervisor", "joining"}
 
 
@@ -127,7 +128,9 @@ async def _live_call(ctx, peers, tmp_path, *, agent_plays: Path | None, customer
              "customer": tmp_path / f"customer-heard-{uuid.uuid4().hex[:4]}.wav"}
 
     def sim_args(plays: Path | None, record: Path) -> list[str]:
-        return ["--answer-after", "0", *(["--play", str(plays), "--loop"] if plays else []), "--record", str(record)]
+        # G.722: wideband, so what the sims hear is 16 kHz speech Whisper can read, not 8 kHz G.711.
+        return ["--answer-after", "0", "--codecs", "G722", *(["--play", str(plays), "--loop"] if plays else []),
+                "--record", str(record)]
 
     phone = await peers(*sim_args(agent_plays, heard["agent"]))
     customer = await peers(*sim_args(customer_plays, heard["customer"]))
@@ -185,9 +188,20 @@ async def _captured(page) -> dict:
     return got
 
 
+def _save(path: Path, samples: np.ndarray) -> None:
+    """Keep what the page played beside the test's other files (for a look when a check fails)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(samples.tobytes())
+
+
 def _words(model, samples: np.ndarray) -> set[str]:
+    # Voice activity filter: the recordings are mostly silence, which only costs time (and invites
+    # Whisper's hallucinations).
     segments, _ = model.transcribe(samples.astype(np.float32) / 32768, language="en", beam_size=1,
-                                   condition_on_previous_text=False)
+                                   condition_on_previous_text=False, vad_filter=True)
     text = " ".join(s.text for s in segments)
     print("transcribed:", text)
     return set(re.findall(r"[a-z]+", text.lower()))
@@ -227,12 +241,18 @@ async def test_two_supervisors_hear_both_parties_in_the_browser(live, peers, lau
     await asyncio.sleep(8)
     captures = [await _captured(page) for page in pages]
     for got in captures:
+        print("page capture:", {k: (v.size if hasattr(v, "size") else v) for k, v in got.items()})
         assert got["customer"].size > 6 * RATE and got["agent"].size > 6 * RATE, "audio kept flowing"
-    said = {side: _words(whisper_model, captures[0][side]) for side in ("customer", "agent")}
+    for n, got in enumerate(captures):
+        for side in ("customer", "agent"):
+            _save(tmp_path / f"page{n}-{side}.wav", got[side])
+    # The last 7 s (two loops of each sentence): Whisper tends to loop on long stretches of one
+    # sentence said over and over.
+    said = {side: _words(whisper_model, captures[0][side][-7 * RATE:]) for side in ("customer", "agent")}
     assert len(said["customer"] & CUSTOMER_WORDS) >= 3, said
     assert len(said["agent"] & AGENT_WORDS) >= 3, said
     assert not said["customer"] & {"morning", "anna"}, "each direction carries its own party"
-    second = _words(whisper_model, captures[1]["customer"])
+    second = _words(whisper_model, captures[1]["customer"][-7 * RATE:])
     assert len(second & CUSTOMER_WORDS) >= 3, "the second supervisor hears the call too"
 
     await _end_call(ctx, call_id, phone, customer, heard)
@@ -276,9 +296,9 @@ async def test_whisper_reaches_only_the_agent_and_barge_reaches_both(live, peers
     assert len(agent_side & WHISPER_WORDS) >= 3, f"the agent hears the whisper: {agent_side}"
     assert len(agent_side & BARGE_WORDS) >= 2, f"the agent hears the barge: {agent_side}"
     assert len(customer_side & BARGE_WORDS) >= 2, f"the customer hears the barge: {customer_side}"
-    assert not customer_side & {"premium", "discount", "percent"}, f"whisper leaked to the customer: {customer_side}"
+    assert not customer_side & {"premium", "special", "discount"}, f"whisper leaked to the customer: {customer_side}"
     assert len(recorded_left & BARGE_WORDS) >= 2, f"the barge is recorded: {recorded_left}"
-    assert not (recorded_left | recorded_right) & {"premium", "discount", "percent"}, "the whisper is not recorded"
+    assert not (recorded_left | recorded_right) & {"premium", "special", "discount"}, "the whisper is not recorded"
 
     async with ctx.pool.acquire() as conn:
         rows = await conn.fetch(

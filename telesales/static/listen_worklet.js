@@ -4,7 +4,7 @@
 const FRAME = 320;        // samples in 20 ms at 16 kHz
 const RECORD = 641;       // bytes of one record on the WebSocket: direction byte + 640 bytes of PCM
 const PREBUFFER = 3;      // frames (60 ms) a direction waits for before it plays, after a start or a gap
-const MAX_QUEUED = 12;    // frames (240 ms): beyond this the oldest go, so delay never builds up
+const MAX_QUEUED = 20;    // frames (400 ms): beyond this the oldest go, so delay never builds up
 const CAPTURE_FRAMES = 6000;  // 120 s per direction kept for capture()
 
 // Plays both directions (0 customer, 1 agent side) mixed, each through its own small jitter buffer,
