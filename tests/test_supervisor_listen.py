@@ -42,7 +42,9 @@ BARGE_TEXT = "Hello everybody, this is the supervisor joining the call."
 AGENT_WORDS = {"good", "morning", "anna", "speaking", "help", "today"}
 CUSTOMER_WORDS = {"would", "like", "cancel", "order", "number", "five", "5"}
 WHISPER_WORDS = {"offer", "customer", "premium", "plan", "special", "discount"}
-BARGE_WORDS = {"hello", "everybody", "supervisor", "joining"}
+# Whisper base hears espeak's "supervisor" as "superminer" and "everybody" as "everyone": the set
+# holds what it does make of the sentence, none of which is in the other sentences.
+BARGE_WORDS = {"hello", "everybody", "everyone", "supervisor", "joining", "call"}
 
 
 # --- fixtures -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
   const notice = document.createElement("p");
   notice.id = "monitoring-notice";
   notice.className = "notice";
+  notice.style.cssText = "background:#fff3cd;border:1px solid #e0c36a;padding:.4em .8em;margin:.5em 0";
   notice.hidden = true;
   (document.querySelector("main") || document.body).prepend(notice);
   const words = {listen: "is listening", whisper: "is coaching you (only you hear them)",
