@@ -1,12 +1,12 @@
 """Supervisor listen latency: an RTP packet entering the seat -> its frame leaving the WebSocket.
 
-    .venv/bin/python bench/listen_latency.py [--listeners 1,10,50] [--seconds 15] [--section audio]
+    .venv/bin/python bench/listen_latency.py [--listeners 1,10,50] [--seconds 20] [--section audio]
 
 Runs as root (the packet sniffer needs a raw socket on the loopback interface).
 
 The real service runs in a child process (bench/_listen_service.py: embedded PostgreSQL, SeatService
 with one seat, the aiohttp app); a telephony.sim customer loops a WAV of clicks (a 5 ms 1 kHz burst
-every 0.5 s, PCMU, so a burst survives the codec and is easy to spot in the G.711 bytes). This process:
+every 1 s, PCMU, so a burst survives the codec and is easy to spot in the G.711 bytes). This process:
 
 - sniffs the loopback interface: the kernel's receive timestamp of each RTP packet to the seat's
   RTP ports whose payload starts a burst ("the packet entering the seat");
@@ -48,12 +48,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 16_000
-CLICK_EVERY_S = 0.5
+CLICK_EVERY_S = 1.0  # wide apart, so a late frame still pairs with its own packet
 QUIET_S = 0.25  # a burst starts after at least this much quiet
 LOUD = 4000  # |sample| of a burst (they peak at 16000; silence and PCMU noise stay far below)
 RTP_PORT = 41_000
 RTP_PORTS = 8
 RECORD = 641
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python 3.11 does not name it
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {}
 
@@ -100,7 +101,7 @@ class RtpSniffer(threading.Thread):
         self._last_loud = 0.0
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
         self.sock.bind(("lo", 0))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.5)
         self.running = True
 
@@ -114,7 +115,7 @@ class RtpSniffer(threading.Thread):
                 return
             at = time.time()
             for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SO_TIMESTAMPNS:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", value[:16])
                     at = sec + nsec / 1e9
             # loopback frames carry a 14-byte Ethernet header; incoming packets are seen once
@@ -157,24 +158,13 @@ class WsListener:
         self.frames = 0
         self._last_loud = 0.0
 
-    async def run(self, session: aiohttp.ClientSession, url: str, origin: str, stop: asyncio.Event) -> None:
+    async def run(self, session: aiohttp.ClientSession, url: str, origin: str) -> None:
+        """Until cancelled (kept cheap: the clients share this process with the sniffer's timestamps)."""
         started = time.monotonic()
-        async with session.ws_connect(url, headers={"Origin": origin}) as ws:
-            stopper = asyncio.create_task(stop.wait())
-            try:
-                while True:
-                    receive = asyncio.create_task(ws.receive())
-                    done, _ = await asyncio.wait({receive, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                    if receive not in done:
-                        receive.cancel()
-                        return
-                    msg = receive.result()
-                    if msg.type == aiohttp.WSMsgType.BINARY:
-                        self._frames(msg.data, time.time(), started)
-                    elif msg.type != aiohttp.WSMsgType.TEXT:
-                        return
-            finally:
-                stopper.cancel()
+        async with session.ws_connect(url, headers={"Origin": origin}, compress=0) as ws:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    self._frames(msg.data, time.time(), started)
 
     def _frames(self, data: bytes, at: float, started: float) -> None:
         if self.first_frame_s is None:
@@ -183,15 +173,24 @@ class WsListener:
             self.frames += 1
             if data[offset] != 0:
                 continue  # agent side: silent in this call
-            pcm = np.frombuffer(data[offset + 1:offset + RECORD], np.int16)
-            if np.abs(pcm.astype(np.int32)).max() >= LOUD:
+            if _peak(data[offset + 1:offset + RECORD]) >= LOUD:
                 if at - self._last_loud > QUIET_S:
                     self.onsets.append(at)
                 self._last_loud = at
 
 
+try:
+    import audioop  # C and fast; in the standard library up to Python 3.12
+
+    def _peak(pcm: bytes) -> int:
+        return audioop.max(pcm, 2)
+except ImportError:  # Python 3.13+
+    def _peak(pcm: bytes) -> int:
+        return int(np.abs(np.frombuffer(pcm, np.int16).astype(np.int32)).max())
+
+
 def latencies(rtp: list[float], ws: list[float]) -> list[float]:
-    """Each WebSocket burst against the packet burst just before it (bursts are 0.5 s apart)."""
+    """Each WebSocket burst against the packet burst just before it (bursts are 1 s apart)."""
     out = []
     for at in ws:
         before = [r for r in rtp if r <= at]
@@ -212,15 +211,15 @@ async def measure(base: str, call_id: str, listeners: int, seconds: float, sniff
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
         await _login(session, base, ready)
         url = f"{base.replace('http', 'ws', 1)}/api/v1/supervisor/calls/{call_id}/audio"
-        stop = asyncio.Event()
         clients = [WsListener() for _ in range(listeners)]
-        tasks = [asyncio.create_task(c.run(session, url, base, stop)) for c in clients]
+        tasks = [asyncio.create_task(c.run(session, url, base)) for c in clients]
         await asyncio.sleep(1.0)  # all connected, the jitter buffers settled
         since = time.time()
         load_before = loadavg()
         await asyncio.sleep(seconds)
         until = time.time()
-        stop.set()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     rtp = [t for t in sniffer.onsets if since - 1 <= t <= until]
     lat = [x for c in clients for x in latencies(rtp, [t for t in c.onsets if since <= t <= until])]
@@ -235,12 +234,12 @@ async def measure(base: str, call_id: str, listeners: int, seconds: float, sniff
 async def audio_section(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         sys.exit("bench/listen_latency.py needs root: the RTP sniffer opens a raw socket on lo")
+    sniffer = RtpSniffer(range(RTP_PORT, RTP_PORT + RTP_PORTS))
     folder = Path(tempfile.mkdtemp(prefix="listenbench"))
     wav = click_wav(folder / "clicks.wav")
     service = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_listen_service.py"), "--play", str(wav),
                                 "--rtp-port", str(RTP_PORT)], cwd=ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)
-    sniffer = RtpSniffer(range(RTP_PORT, RTP_PORT + RTP_PORTS))
     sniffer.start()
     try:
         line = await asyncio.get_running_loop().run_in_executor(None, service.stdout.readline)
@@ -249,7 +248,7 @@ async def audio_section(args: argparse.Namespace) -> None:
         ready = json.loads(line)
         base = f"http://127.0.0.1:{ready['port']}"
         print(f"machine: {os.cpu_count()} CPUs, load before: {loadavg()}")
-        print("latency RTP packet in -> WebSocket frame out, ms (bursts every 0.5 s, all listeners pooled)")
+        print("latency RTP packet in -> WebSocket frame out, ms (bursts every 1 s, all listeners pooled)")
         print(f"{'listeners':>9} {'samples':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} "
               f"{'p95/1':>6} {'first frame p95':>16}  load")
         baseline = None
@@ -271,7 +270,7 @@ async def audio_section(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--listeners", default="1,10,50", type=lambda s: [int(x) for x in s.split(",")])
-    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per listener count")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per listener count")
     p.add_argument("--section", default="all", help=f"which section: all or one of {', '.join(SECTIONS)}")
     return p.parse_args(argv)
 
