@@ -112,6 +112,11 @@ async def test_sessions_are_marked_on_the_call_and_audited_once(client, app_ctx,
     sessions = (await resp.json())["sessions"]
     assert [(s["mode"], s["end_reason"]) for s in sessions] == [("listen", "mode_change"), ("barge", None)]
     assert admin["csrf_token"]
+    # A service that stopped with a session open ends it at its next start.
+    async with app_ctx.pool.acquire() as conn:
+        assert await monitoring.close_abandoned(conn) == 1
+        assert [s["end_reason"] for s in await monitoring.sessions_of_call(conn, setup.call_id)] == \
+            ["mode_change", "service_stopped"]
 
 
 async def test_the_agent_sees_monitoring_only_when_the_setting_is_on(client, app_ctx, login, setup):
