@@ -152,6 +152,9 @@ class _Monitor:
             await self._error(f"send {{\"mode\": M}} with M one of {', '.join(monitoring.MODES)}")
             return
         if mode != self.mode:
+            if mode == "listen":
+                # Closing the speaking tap drops what the seat still buffers of it: the voice stops now.
+                await self.speaker.aclose()
             await self._end("mode_change")
             await self._start(mode)
 
