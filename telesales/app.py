@@ -50,6 +50,7 @@ ROUTE_MODULES = (
     "telesales.routes.reports",
     "telesales.routes.qa_search",
     "telesales.routes.qa_review",
+    "telesales.routes.monitoring",
     "telesales.routes.openapi",
     "telesales.routes.wallboard",
 )

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from aiohttp import web
 
 from crm import users as user_store
+from crm.monitoring import close_abandoned as close_abandoned_monitoring
 from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
@@ -52,6 +53,8 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     seats = SeatService(SeatManager(seat_configs(settings)), pool, settings.data_dir,
                         qa_scorecard=settings.qa.scorecard)
     await seats.start()
+    async with pool.acquire() as conn:  # monitoring sessions a stopped service left open end now
+        await close_abandoned_monitoring(conn)
     await workers.start()
     # Without a SIP provider, a stand-in carrier to call (in the background: /health does not wait).
     demo_trunk = start_demo_trunk(demo_cfg)

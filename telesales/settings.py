@@ -110,6 +110,8 @@ def _check_ranges(s: dict[str, Any]) -> None:
     _check_dialer(s["dialer"], fail)
     _check_reports(s["reports"], fail)
     _check_wallboard(s["wallboard"], fail)
+    if not 5 <= s["monitoring"]["listener_queue_frames"] <= 5000:
+        fail("monitoring.listener_queue_frames", "must be between 5 and 5000")
 
 
 def _check_dialer(d: dict[str, Any], fail) -> None:
