@@ -51,6 +51,10 @@ class CallState:
     # The "this call is recorded" prompt played to the customer at answer.
     announce_path: str | None = None
     announcer: Any = None
+    # An inbound call waiting in a queue: the WAVs it hears (hold music, position announcements) in a loop.
+    # While queue_player is set, the headset leg and the agent's microphone are kept off this call.
+    queue_files: tuple[str, ...] = ()
+    queue_player: Any = None
     # The call's AudioMedia in the bridge, refreshed at every media update (a re-INVITE may move it).
     audio: Any = None
     # Open media taps: tap id -> bridge.MediaTap; tap_ids is read by the bridge clock thread.

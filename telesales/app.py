@@ -50,6 +50,7 @@ ROUTE_MODULES = (
     "telesales.routes.qa_search",
     "telesales.routes.qa_review",
     "telesales.routes.openapi",
+    "telesales.routes.inbound",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -64,6 +65,8 @@ class AppContext:
     catalog: dict[str, Disposition]
     # The softphone seats (telesales/seats.py); None in tests that need no telephony.
     seats: Any = None
+    # The inbound queue (telesales/inbound.py); None where no seats run.
+    inbound: Any = None
 
 
 CTX = web.AppKey("ctx", AppContext)

@@ -78,6 +78,8 @@ class SeatService:
         # Scorecard for QA jobs of calls whose campaign names none; None: this service queues no QA jobs.
         self.qa_scorecard = qa_scorecard
         self._task: asyncio.Task | None = None
+        # Awaited with every seat event after its row is written (the inbound queue): in event order.
+        self.listeners: list = []
 
     async def start(self) -> None:
         await self.recover_interrupted_recordings()
@@ -121,6 +123,12 @@ class SeatService:
                 log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})
             except Exception:  # noqa: BLE001 - one bad event must not stop the call records
                 log.exception("cannot apply seat event %s", type(event).__name__, extra={"seat": event.seat})
+            for listener in list(self.listeners):
+                try:
+                    await listener(event)
+                except Exception:  # noqa: BLE001 - nor one listener's bug
+                    log.exception("seat event listener failed on %s", type(event).__name__,
+                                  extra={"seat": event.seat})
 
     async def apply(self, event: ev.Event) -> None:
         async with self.pool.acquire() as conn:
