@@ -159,19 +159,26 @@ class InboundQueue:
     # --- life ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.audio.prepare(PREPARED_POSITIONS)
+        # The WAVs are made in the background (a few espeak-ng runs): start-up does not wait, and a caller
+        # who comes first waits for the file they need (QueueAudio's lock).
+        self._spawn(self.audio.prepare(PREPARED_POSITIONS))
         self.seats.listeners.append(self.on_event)
         self._task = asyncio.create_task(self._run(), name="inbound-queue")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.seats.listeners.remove(self.on_event)
-        for task in [self._task, *self._tasks]:
+        for task in [self._task, *list(self._tasks)]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = None
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
         while True:
@@ -311,13 +318,23 @@ class InboundQueue:
             if status is None or status["status"] != "ready" or busy:
                 return False
             updated = await conn.execute(
-                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered'
+                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
+                                    customer_id = $4
                    where id = $1 and ended_at is null and queue_outcome is null""",
-                uuid.UUID(w.call_id), agent_id, now)
+                uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
             if updated != "UPDATE 1":
                 return False
             await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
         return True
+
+    async def _customer_for(self, conn: asyncpg.Connection, w: Waiting) -> int:
+        """The matched customer, else a new one holding the caller's number (or named for a withheld
+        number): a wrap-up and a callback need a customer, and the agent completes the record."""
+        if w.customer_id is None:
+            fields = {"phones": [w.caller]} if w.caller.startswith("+") else {"name": "Unknown caller"}
+            w.customer_id = (await customer_store.create_customer(
+                conn, fields, default_region=self.cfg.default_region, user_id=None))["id"]
+        return w.customer_id
 
     async def _announce_positions(self) -> None:
         """Callers who moved up hear their new position at once (then the music goes on)."""
@@ -355,13 +372,10 @@ class InboundQueue:
         now = dt.datetime.now(dt.UTC)
         waited = round(time.monotonic() - w.since)
         async with self.pool.acquire() as conn, conn.transaction():
-            customer_id = w.customer_id
-            if customer_id is None:
-                if not w.caller.startswith("+"):
-                    log.warning("callback refused: no number to call back", extra={"call_id": w.call_id})
-                    return
-                customer_id = (await customer_store.create_customer(
-                    conn, {"phones": [w.caller]}, default_region=self.cfg.default_region, user_id=None))["id"]
+            if w.customer_id is None and not w.caller.startswith("+"):
+                log.warning("callback refused: no number to call back", extra={"call_id": w.call_id})
+                return
+            customer_id = await self._customer_for(conn, w)
             updated = await conn.execute(
                 """update calls set customer_id = $2, queue_left_at = $3, queue_outcome = 'callback'
                    where id = $1 and queue_outcome is null""", uuid.UUID(w.call_id), customer_id, now)
@@ -376,9 +390,7 @@ class InboundQueue:
                                             "customer_id": customer_id})
         confirm = await self.audio.confirm()
         await self._play(w, [confirm])
-        task = asyncio.create_task(self._hang_up_after(w, wav_seconds(confirm) + 0.3))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._hang_up_after(w, wav_seconds(confirm) + 0.3))
         await self._announce_positions()
 
     async def _hang_up_after(self, w: Waiting, seconds: float) -> None:

@@ -4,10 +4,14 @@
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  let current = null;
 
   function render(data) {
     const box = $("screen-pop");
+    current = data.call;
     if (!data.call) { box.hidden = true; return; }
+    // An inbound call has no lead, so the lead card's hang-up button is not shown: this one is.
+    $("pop-hangup").hidden = !!data.call.ended_at;
     const c = data.customer && data.customer.customer;
     $("pop-queue").textContent = data.call.queue ? `· ${data.call.queue}` : "";
     $("pop-name").textContent = c ? (c.name || "(no name)") : "Unknown caller";
@@ -31,6 +35,16 @@
       if (resp.ok) render(await resp.json());
     } catch (e) { /* the next poll tries again */ }
   }
+
+  $("pop-hangup").onclick = async () => {
+    if (!current) return;
+    await fetch("/api/v1/agent/hangup", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": $("desk").dataset.csrf },
+      body: JSON.stringify({ call_id: current.id }),
+    });
+    poll();
+  };
 
   poll();
   setInterval(poll, 1000);
