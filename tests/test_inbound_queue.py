@@ -221,10 +221,10 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
     # What the callers heard, from their own recordings.
     async def readable(path):  # a sim writes its WAV header when the call's recorder is freed, after "ended"
         with contextlib.suppress(OSError, EOFError, wave.Error):
-            return _samples(path)
+            return (_samples(path),)
         return None
 
-    heard = {n: await _poll(lambda i=i: readable(tmp_path / f"caller{i}.wav"), f"caller {i + 1}'s recording")
+    heard = {n: (await _poll(lambda i=i: readable(tmp_path / f"caller{i}.wav"), f"caller {i + 1}'s recording"))[0]
              for i, (n, _) in enumerate(CALLERS)}
     for n in waiting_numbers:  # music (and announcements) throughout the wait
         assert _loud_share(heard[n], 1.0, HEARD_S) > 0.8, n
