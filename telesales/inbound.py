@@ -390,7 +390,7 @@ class InboundQueue:
                                             "customer_id": customer_id})
         confirm = await self.audio.confirm()
         await self._play(w, [confirm])
-        self._spawn(self._hang_up_after(w, wav_seconds(confirm) + 0.3))
+        self._spawn(self._hang_up_after(w, wav_seconds(confirm) + 1.0))  # + the caller's jitter buffer, slack
         await self._announce_positions()
 
     async def _hang_up_after(self, w: Waiting, seconds: float) -> None:
