@@ -142,6 +142,15 @@ class Waiting:
     since: float = field(default_factory=time.monotonic)
     position: int = 0  # the position last announced
     offered: bool = False
+    # The playlist now playing: when it started and how long its spoken part (all but the music) lasts,
+    # and the next one, held back until that speech is over (a prompt is never cut off mid-sentence).
+    playing_since: float = 0.0
+    speech_s: float = 0.0
+    cycle_s: float = 1.0
+    pending: list[Path] | None = None
+
+    def speaking(self, now: float) -> bool:
+        return (now - self.playing_since) % self.cycle_s < self.speech_s
 
 
 class InboundQueue:
@@ -188,6 +197,7 @@ class InboundQueue:
             try:
                 await self.route()
                 await self._offer_callbacks()
+                await self._flush_pending()
             except Exception:  # noqa: BLE001 - one bad round must not stop the queue
                 log.exception("inbound routing round failed")
 
@@ -259,7 +269,9 @@ class InboundQueue:
         client = self.seats.manager.seat(event.seat)
         try:
             w.position = self._position(w)
-            await client.queue_play(w.call_id, [await self.audio.position(w.position), await self.audio.music()])
+            files = [await self.audio.position(w.position), await self.audio.music()]
+            await client.queue_play(w.call_id, files)
+            self._playing(w, files)
             await client.answer(w.call_id)
         except (CommandError, SeatUnavailable) as e:
             log.warning("cannot answer the inbound call: %s", e, extra={"call_id": w.call_id})
@@ -337,19 +349,38 @@ class InboundQueue:
         return w.customer_id
 
     async def _announce_positions(self) -> None:
-        """Callers who moved up hear their new position at once (then the music goes on)."""
+        """Callers who moved up hear their new position as soon as the announcement playing has ended."""
         for w in list(self.waiting):
             position = self._position(w)
             if position != w.position:
                 w.position = position
-                await self._play(w, [await self.audio.position(position), await self.audio.music()]
-                                 if not w.offered else await self._offer_playlist(w))
+                w.pending = [await self.audio.position(position), await self.audio.music()] \
+                    if not w.offered else await self._offer_playlist(w)
+        await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        """Start the held-back playlists of callers whose current announcement has ended."""
+        now = time.monotonic()
+        for w in list(self.waiting):
+            if w.pending is not None and not w.speaking(now):
+                files, w.pending = w.pending, None
+                await self._play(w, files)
 
     async def _play(self, w: Waiting, files: list[Path]) -> None:
         try:
             await self.seats.manager.seat(w.seat).queue_play(w.call_id, files)
         except (CommandError, SeatUnavailable) as e:
             log.info("cannot play to the queued call: %s", e, extra={"call_id": w.call_id})
+            return
+        self._playing(w, files)
+
+    @staticmethod
+    def _playing(w: Waiting, files: list[Path]) -> None:
+        # The music is the last file; the position (and the offer) before it are the speech.
+        seconds = [wav_seconds(f) for f in files]
+        w.playing_since = time.monotonic()
+        w.speech_s = sum(seconds[:-1]) if len(seconds) > 1 else seconds[0]
+        w.cycle_s = max(sum(seconds), 0.1)
 
     # --- callbacks ------------------------------------------------------------------------
 
@@ -365,7 +396,7 @@ class InboundQueue:
             if not w.offered and now - w.since >= after:
                 w.offered = True
                 log.info("callback offered", extra={"call_id": w.call_id, "queue": w.queue})
-                await self._play(w, await self._offer_playlist(w))
+                w.pending = await self._offer_playlist(w)
 
     async def _callback(self, w: Waiting) -> None:
         """Pressed 1: the follow-up and the queue exit in one transaction, then a goodbye and hang-up."""
