@@ -57,6 +57,7 @@ from telesales.settings import SettingsError
 log = logging.getLogger("telesales.inbound")
 
 DEFAULT_QUEUE = "default"
+SPEECH_SLACK_S = 0.5
 PREPARED_POSITIONS = 8  # announcements made at start; later positions are made on first use
 
 # Ready agents with the skill, longest ready first; none on a call or owing a wrap-up.
@@ -227,6 +228,10 @@ class InboundQueue:
         match event:
             case ev.CallStarted(direction="inbound"):
                 await self._admit(event)
+            case ev.CallAnswered():
+                w = self._find(event.call_id)
+                if w is not None:
+                    w.playing_since = time.monotonic()  # the first playlist starts with the call's media
             case ev.DtmfReceived():
                 w = self._find(event.call_id)
                 if w is not None and w.offered and event.digit == "1":
@@ -379,7 +384,8 @@ class InboundQueue:
         # The music is the last file; the position (and the offer) before it are the speech.
         seconds = [wav_seconds(f) for f in files]
         w.playing_since = time.monotonic()
-        w.speech_s = sum(seconds[:-1]) if len(seconds) > 1 else seconds[0]
+        # + the way to the caller's ear (RTP, jitter buffers) and a little slack.
+        w.speech_s = (sum(seconds[:-1]) if len(seconds) > 1 else seconds[0]) + SPEECH_SLACK_S
         w.cycle_s = max(sum(seconds), 0.1)
 
     # --- callbacks ------------------------------------------------------------------------
