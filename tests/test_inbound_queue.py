@@ -129,6 +129,11 @@ def _words(whisper, x: np.ndarray) -> set[str]:
 
 async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_ctx, page, tmp_path, whisper):
     ctx = app_ctx
+    t0 = time.monotonic()
+
+    def mark(what: str) -> None:  # phase times, for a loaded machine's log
+        print(f"[{time.monotonic() - t0:5.1f} s] {what}")
+
     ids = await _agents(ctx)
     await log_in_page(page, ctx, "agent", username="anna")
     await page.goto(page.base_url + "/agent")
@@ -153,6 +158,7 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
             return rows if sum(r["agent_id"] is not None for r in rows) == 2 else None
 
         rows = await _poll(two_taken, "two calls to be taken")
+        mark("five callers queued, two taken")
         assert rows[0]["agent_id"] == ids["anna"], [dict(r) for r in rows]
         assert {r["agent_id"] for r in rows if r["agent_id"]} == {ids["anna"], ids["ben"]}
         snapshot = ctx.inbound.snapshot()[LINE]
@@ -188,6 +194,7 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
                    where k.from_number = $1""", CALLERS[4][0])
 
         fu = await _poll(follow_up, "the callback follow-up", timeout=40)
+        mark("callback follow-up created")
         erin = await ctx.pool.fetchval("select customer_id from customer_phones where e164 = $1", CALLERS[4][0])
         assert (fu["customer_id"], fu["status"], fu["owner_agent_id"], fu["queue_outcome"]) == \
             (erin, "open", None, "callback")
@@ -215,6 +222,7 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
         return dict(rows) if all(r["queue_outcome"] for r in rows) else None
 
     outcomes = await _poll(all_left, "every call to leave the queue")
+    mark("every call ended")
     waiting_numbers = [n for n, _ in CALLERS[:4] if outcomes[n] == "abandoned"]  # ended by the test
     taken_numbers = [n for n, _ in CALLERS[:4] if outcomes[n] == "answered"]
     assert len(waiting_numbers) == 2 and len(taken_numbers) == 2, outcomes
@@ -239,6 +247,7 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
     assert {"number", "queue"} <= position_words  # "You are number N in the queue. Thank you for waiting."
     offer_words = await asyncio.to_thread(_words, whisper, heard[CALLERS[4][0]][int((CALLBACK_AFTER_S - 0.5) * 16000):])
     print("the fifth caller heard:", sorted(offer_words))
+    mark("transcribed")
     # "All our agents are still busy. To be called back instead, press 1." then "... back soon. Goodbye."
     # (Whisper base hears espeak's "agents" through G.711 as "regents" or "arrangements" at times.)
     assert {"still", "back"} <= offer_words and offer_words & {"goodbye", "soon"}
