@@ -34,6 +34,10 @@ pytestmark = pytest.mark.timeout(240)
 
 LINE = "service"
 CALLBACK_AFTER_S = 4.0
+# The words of the announcements (Whisper base mishears some of espeak's through G.711: most must be heard).
+POSITION_WORDS = {"you", "are", "number", "in", "the", "queue", "thank", "for", "waiting"}
+OFFER_WORDS = {"all", "our", "agents", "are", "still", "busy", "to", "be", "called", "back", "instead", "press",
+               "one", "thank", "you", "we", "will", "call", "soon", "goodbye"}
 # Seconds of each recording that are judged (callers wait until the test ends their calls).
 HEARD_S = 10.0
 # (number, customer name or None); the fifth caller is the one who asks for a callback.
@@ -247,11 +251,11 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
     for n in waiting_numbers:
         position_words = await asyncio.to_thread(_words, whisper, heard[n][:8 * 16000])
         print("a waiting caller heard:", sorted(position_words))
-        if {"number", "queue"} <= position_words:
+        if "queue" in position_words and len(position_words & POSITION_WORDS) >= 6:
             break
-    assert {"number", "queue"} <= position_words
+    assert "queue" in position_words and len(position_words & POSITION_WORDS) >= 6
     offer_words = await asyncio.to_thread(_words, whisper, heard[CALLERS[4][0]][int((CALLBACK_AFTER_S - 0.5) * 16000):])
     print("the fifth caller heard:", sorted(offer_words))
     # "All our agents are still busy. To be called back instead, press 1." then "... back soon. Goodbye."
-    assert {"still", "back"} <= offer_words and offer_words & {"goodbye", "soon"}
+    assert "back" in offer_words and offer_words & {"goodbye", "soon"} and len(offer_words & OFFER_WORDS) >= 10
     mark("transcribed")
