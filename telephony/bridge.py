@@ -98,17 +98,26 @@ class SeatBridge:
         left, right = (state.taps + [None, None])[:2]
         _connect(audio, right)
         sending = not state.held_local
+        # A caller waiting in a queue hears the queue's player, never the seat's headset (another caller's agent).
+        queued = state.queue_player is not None
         for source in self.microphone(state):
-            self._link(source, (audio, left), sending and not state.muted)
+            self._link(source, (audio, left), sending and not state.muted and not queued)
         # The announcement and barge frames are not the agent's microphone: mute leaves them on.
-        for source in [state.announcer] + [t.to_both for t in state.media_taps.values()]:
+        for source in [state.announcer, state.queue_player] + [t.to_both for t in state.media_taps.values()]:
             self._link(source, (audio, left), sending)
         ear = self.headset.audio if self.headset is not None else None
-        if ear is not None:
+        if ear is not None and queued:
+            _disconnect(audio, ear)
+        elif ear is not None:
             _connect(audio, ear)
             for tap in state.media_taps.values():
                 _connect(tap.to_agent, ear)
                 _connect(tap.to_both, ear)
+
+    def unlink_queue_player(self, state: CallState, player: Any) -> None:
+        """Silence the queue's player at once (it is freed after the seat loop's round)."""
+        left = state.taps[0] if state.taps else None
+        self._link(player, (state.audio, left), False)
 
     def _link(self, source: Any, sinks: tuple[Any, ...], on: bool) -> None:
         for sink in sinks:
@@ -142,7 +151,8 @@ class SeatBridge:
         for tap_id in list(state.media_taps):
             self.close_tap(state, tap_id)
         self.ports.give_back(state.taps)
-        self._drop([state.player, state.announcer])
+        self._drop([state.player, state.announcer, state.queue_player])
         state.player, state.announcer, state.taps, state.audio = None, None, [], None
+        state.queue_player = None
         if self.headset is state:
             self.headset = None

@@ -53,6 +53,10 @@ class CallState:
     announcer: Any = None
     # When the seat itself hangs up (monotonic clock): the end of an abandon message (cmd_abandon).
     hangup_deadline: float | None = None
+    # An inbound call waiting in a queue: the WAVs it hears (hold music, position announcements) in a loop.
+    # While queue_player is set, the headset leg and the agent's microphone are kept off this call.
+    queue_files: tuple[str, ...] = ()
+    queue_player: Any = None
     # The call's AudioMedia in the bridge, refreshed at every media update (a re-INVITE may move it).
     audio: Any = None
     # Open media taps: tap id -> bridge.MediaTap; tap_ids is read by the bridge clock thread.

@@ -111,6 +111,14 @@ class SeatClient:
     async def answer(self, call_id: str | UUID, *, announce: str | None = None) -> None:
         await self.request("answer", call_id=str(call_id), announce=announce)
 
+    async def queue_play(self, call_id: str | UUID, files: list[str]) -> None:
+        """A waiting caller hears these WAVs in a loop (hold music, announcements) instead of an agent."""
+        await self.request("queue_play", call_id=str(call_id), files=[str(f) for f in files])
+
+    async def queue_connect(self, call_id: str | UUID) -> None:
+        """End the queue's playback: the call is wired to the agent side like any call of the seat."""
+        await self.request("queue_connect", call_id=str(call_id))
+
     async def headset_connect(self, uri: str, *, ring_timeout: float | None = None) -> str:
         """Call the agent's own phone and keep the leg up; customer calls are bridged to it (HeadsetState events)."""
         result = await self.request("headset_connect", uri=uri, ring_timeout=ring_timeout)

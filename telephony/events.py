@@ -45,6 +45,8 @@ class CallStarted(Event):
     remote_uri: str
     sip_call_id: str
     ts: float = field(default_factory=_now)
+    # The To URI of an inbound call (which line was called); empty for outbound calls.
+    local_uri: str = ""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from telephony.events import Event, to_dict
 COMMANDS = (
     "dial", "answer", "hangup", "hold", "unhold", "mute", "unmute", "send_dtmf", "transfer",
     "consult", "complete_transfer", "cancel_consult", "open_tap", "close_tap", "headset_connect",
-    "headset_disconnect", "ping", "shutdown", "abandon",
+    "headset_disconnect", "queue_play", "queue_connect", "ping", "shutdown", "abandon",
 )
 # A line longer than this is a bug or an attack, not a command.
 MAX_LINE = 64 * 1024

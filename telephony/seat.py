@@ -217,6 +217,46 @@ class Seat:
         state.mark_local("system", "abandoned")
         state.hangup_deadline = time.monotonic() + seconds + ABANDON_TAIL_S
         return {"seconds": round(seconds, 3)}
+    # --- inbound queue: what a waiting caller hears -----------------------------------------
+
+    def cmd_queue_play(self, call_id: str, files: list[str]) -> dict[str, Any]:
+        """Play `files` to the caller in a loop (hold music, position announcements), in place of any agent.
+
+        May come before the answer: the player starts once the call has audio. A new list replaces the old
+        one at once (the next announcement starts from its beginning)."""
+        state = self._call(call_id)
+        if state.role != "customer" or not files:
+            raise protocol.CommandError("queue_play needs a customer call and at least one WAV")
+        state.queue_files = tuple(_wav_arg("files", f) for f in files)
+        if state.queue_player is not None:
+            self._dead.append(state.queue_player)  # freed after this round; its bridge port goes with it
+            state.queue_player = None
+        if state.audio is not None:
+            self._start_queue_player(state)
+        return {}
+
+    def cmd_queue_connect(self, call_id: str) -> dict[str, Any]:
+        """The caller leaves the queue: the player stops and the call is wired like any agent call."""
+        state = self._call(call_id)
+        state.queue_files = ()
+        if state.queue_player is not None:
+            player, state.queue_player = state.queue_player, None
+            self.bridge.unlink_queue_player(state, player)
+            self._dead.append(player)
+        self.bridge.wire(state)
+        return {}
+
+    def _start_queue_player(self, state: CallState) -> None:
+        player = pj.AudioMediaPlayer()
+        if len(state.queue_files) == 1:
+            player.createPlayer(state.queue_files[0], 0)
+        else:
+            files = pj.StringVector()
+            for name in state.queue_files:
+                files.append(name)
+            player.createPlaylist(files, "queue", 0)  # options 0: loop
+        state.queue_player = player
+        self.bridge.wire(state)
 
     # --- the agent's headset leg -------------------------------------------------------
 
@@ -347,7 +387,8 @@ class Seat:
             return
         state = CallState(call, call.call_id, "inbound", info.remoteUri)
         self.calls[call.call_id] = state
-        self.emit(ev.CallStarted(self.cfg.name, call.call_id, "inbound", info.remoteUri, info.callIdString))
+        self.emit(ev.CallStarted(self.cfg.name, call.call_id, "inbound", info.remoteUri, info.callIdString,
+                                 local_uri=info.localUri))
         call.answer(call_param(180))
 
     def _refusal(self, source: str, to_uri: str) -> int:
@@ -486,6 +527,8 @@ class Seat:
         if state.announce_path and state.announcer is None:
             state.announcer = pj.AudioMediaPlayer()
             state.announcer.createPlayer(state.announce_path, pj.PJMEDIA_FILE_NO_LOOP)
+        if state.queue_files and state.queue_player is None:
+            self._start_queue_player(state)
         self.bridge.wire(state)
 
     def _start_recording(self, state: CallState) -> None:

@@ -45,7 +45,8 @@ class Sim:
                          codecs=tuple(args.codecs.split(",")), pjsip_log_level=args.log_level)
         self.handle = start_endpoint(cfg, "telesales-sim")
         self.account = SeatAccount(self)
-        self.account.create(account_config(cfg, "sim"))
+        # The From user of calls it places (--from-user): a caller's number, for caller-id matching.
+        self.account.create(account_config(cfg, args.from_user or "sim"))
         self.calls: dict[str, SimCall] = {}
         self._dead: list[Any] = []
         self.running = True
@@ -57,11 +58,20 @@ class Sim:
 
     def run(self) -> None:
         self.say("ready", port=self.args.port)
+        if self.args.call:
+            self._place_call(self.args.call)
         while self.running:
             self.handle.ep.libHandleEvents(10)
             self._fire_timers()
             self._dead.clear()
         self.close()
+
+    def _place_call(self, uri: str) -> None:
+        """--call: the sim is the caller (an inbound caller for the service); the flags apply as on answer."""
+        call = SeatCall(self.account, self, str(uuid.uuid4()))
+        self.calls[call.call_id] = SimCall(call)
+        call.makeCall(uri, call_param())
+        self.say("calling", uri=uri)
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -211,6 +221,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m telephony.sim", description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--call", help="SIP URI to call at start (the sim is the caller; --play/--dtmf/--record apply)")
+    p.add_argument("--from-user", help="user part of the From URI of calls placed (e.g. the caller's number)")
     p.add_argument("--answer-after", type=float, help="seconds of ringing before 200 OK; omit to ring forever")
     p.add_argument("--early-media", action="store_true", help="ring with 183 Session Progress instead of 180")
     p.add_argument("--reject", type=int, help="final SIP code to answer with (486, 404, 603, ...)")

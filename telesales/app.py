@@ -53,6 +53,7 @@ ROUTE_MODULES = (
     "telesales.routes.monitoring",
     "telesales.routes.openapi",
     "telesales.routes.wallboard",
+    "telesales.routes.inbound",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,6 +68,8 @@ class AppContext:
     catalog: dict[str, Disposition]
     # The softphone seats (telesales/seats.py); None in tests that need no telephony.
     seats: Any = None
+    # The inbound queue (telesales/inbound.py); None where no seats run.
+    inbound: Any = None
 
 
 CTX = web.AppKey("ctx", AppContext)

@@ -43,7 +43,10 @@ class ProgressiveDialer:
         async with self.ctx.pool.acquire() as conn:
             agents = await conn.fetch(_IDLE_READY, now)
         placed = []
+        inbound = self.ctx.inbound
         for agent in agents:
+            if inbound is not None and await inbound.wants_agent(agent["id"]):
+                continue  # inbound takes precedence: a caller waits whom this agent can take
             desk = Desk(self.ctx, dict(agent.items()))
             try:
                 pick = await desk.next_lead(agent["campaign_id"], now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import uuid
 from collections.abc import Callable
@@ -111,9 +112,9 @@ class SeatService:
         # Scorecard for QA jobs of calls whose campaign names none; None: this service queues no QA jobs.
         self.qa_scorecard = qa_scorecard
         self._task: asyncio.Task | None = None
-        # Called with each event after its row is written (the predictive dialer follows answers here);
-        # a listener only queues work: it runs on the task that writes every call row.
-        self.listeners: list[Callable[[ev.Event], None]] = []
+        # Called with each event after its row is written, in event order (the predictive dialer follows
+        # answers, the inbound queue its calls); a coroutine listener is awaited, so keep it short.
+        self.listeners: list[Callable[[ev.Event], Any]] = []
         # Queues of those waiting for calls to be answered or to end (browser headsets), fed after the row is written.
         self._call_watchers: set[asyncio.Queue] = set()
         # agent id -> that agent's live browser headset (telesales/browser_headset.py): one per agent.
@@ -179,8 +180,14 @@ class SeatService:
                 log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})
             except Exception:  # noqa: BLE001 - one bad event must not stop the call records
                 log.exception("cannot apply seat event %s", type(event).__name__, extra={"seat": event.seat})
-            for listener in self.listeners:
-                listener(event)
+            for listener in list(self.listeners):
+                try:
+                    result = listener(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # noqa: BLE001 - nor one listener's bug
+                    log.exception("seat event listener failed on %s", type(event).__name__,
+                                  extra={"seat": event.seat})
 
     async def apply(self, event: ev.Event) -> None:
         async with self.pool.acquire() as conn:

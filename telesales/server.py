@@ -16,6 +16,7 @@ from telephony.manager import SeatManager, SeatStartError
 from telesales import passwords, store
 from telesales.app import AppContext, create_app
 from telesales.demo_trunk import demo_trunk_config, route_desk_to_demo, start_demo_trunk
+from telesales.inbound import InboundQueue, inbound_config
 from telesales.predictive import PredictiveDialer
 from telesales.progressive import ProgressiveDialer
 from telesales.qa_workers import qa_workers
@@ -45,6 +46,7 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     """The app on an open pool, and the first admin's password when one was just created."""
     catalog = store.disposition_catalog(settings)
     demo_cfg = demo_trunk_config(settings)  # checked before anything is started
+    queue_cfg = inbound_config(settings)
     route_desk_to_demo(settings, demo_cfg)
     pool = await store.open_pool(settings, catalog)
     workers = qa_workers(settings, await store.database_url(settings))  # QA worker processes, not in this one
@@ -58,7 +60,9 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     await workers.start()
     # Without a SIP provider, a stand-in carrier to call (in the background: /health does not wait).
     demo_trunk = start_demo_trunk(demo_cfg)
-    ctx = AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats)
+    inbound = InboundQueue(queue_cfg, pool, seats)
+    await inbound.start()
+    ctx = AppContext(settings=settings, pool=pool, catalog=catalog, seats=seats, inbound=inbound)
     app = create_app(ctx)
     progressive = ProgressiveDialer(ctx, settings.dialer.progressive_interval_seconds)
     await progressive.start()
@@ -68,6 +72,7 @@ async def build_app(settings: SimpleNamespace) -> tuple[web.Application, str | N
     async def shut_down(_app):
         await progressive.stop()
         await predictive.stop()
+        await inbound.stop()
         if demo_trunk is not None:
             await demo_trunk.stop()
         await workers.stop()
