@@ -50,6 +50,7 @@ ROUTE_MODULES = (
     "telesales.routes.qa_search",
     "telesales.routes.qa_review",
     "telesales.routes.openapi",
+    "telesales.routes.live",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
