@@ -68,12 +68,14 @@ class LiveCall:
         transcriber = asyncio.create_task(self._transcribe_all())
         try:
             outcome = await self._stream()
-        finally:
-            for cutter in self.cutters.values():
-                if (rest := cutter.flush()) is not None:
-                    self.utterances.put_nowait(rest)
-            self.utterances.put_nowait(None)
-            await transcriber
+        except asyncio.CancelledError:
+            transcriber.cancel()  # the worker is stopping: what is not transcribed yet is the post-call QA's
+            raise
+        for cutter in self.cutters.values():
+            if (rest := cutter.flush()) is not None:
+                self.utterances.put_nowait(rest)
+        self.utterances.put_nowait(None)
+        await transcriber  # the call ended: its last words still come out
         return outcome
 
     async def _stream(self) -> str:
