@@ -39,6 +39,7 @@ class LiveOptions:
     lease_s: float
     poll_s: float
     max_segment_s: float
+    max_lag_s: float
     language: str
     service_url: str
     customer_phrases: tuple[str, ...]
@@ -74,6 +75,7 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         "lease_seconds": live.lease_seconds > 0,
         "poll_seconds": live.poll_seconds > 0,
         "max_segment_seconds": 2 <= live.max_segment_seconds <= 28,
+        "max_lag_seconds": live.max_lag_seconds > 0,
         "language": live.language in ("", "zh", "en", "auto"),
         "phrase_threshold": 0 < live.phrase_threshold <= 1,
         "max_silence_seconds": live.max_silence_seconds > 0,
@@ -89,6 +91,7 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         lease_s=float(live.lease_seconds),
         poll_s=float(live.poll_seconds),
         max_segment_s=float(live.max_segment_seconds),
+        max_lag_s=float(live.max_lag_seconds),
         language=live.language or settings.qa.language,
         service_url=_service_url(settings),
         customer_phrases=tuple(live.customer_phrases),

@@ -61,7 +61,8 @@ class LiveCall:
         cut = {"vad": qa.vad, "padding_s": qa.transcribe.padding_s, "max_segment_s": worker.options.max_segment_s}
         self.cutters = {AGENT: ChannelCutter(AGENT, **cut), CUSTOMER: ChannelCutter(CUSTOMER, **cut)}
         self.metrics = LiveMetrics(worker.options, qa.vad.merge_gap_ms / 1000)
-        self.utterances: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        self.utterances: asyncio.Queue[tuple[Utterance, float] | None] = asyncio.Queue()  # with when it was cut
+        self.skipped = 0
         self.ids = {"call_id": str(call_id), "worker_id": worker.worker_id}
 
     async def run(self) -> str:
@@ -99,13 +100,20 @@ class LiveCall:
         if speaker is None:
             return
         for utterance in self.cutters[speaker].feed(pcm):
-            self.utterances.put_nowait(utterance)
+            self.utterances.put_nowait((utterance, time.monotonic()))
         if speaker == CUSTOMER:  # both directions arrive frame by frame; check the metrics once per pair
             for alert in self.metrics.update(self.cutters[AGENT], self.cutters[CUSTOMER]):
                 await self.worker.alert(self.call_id, alert)
 
     async def _transcribe_all(self) -> None:
-        while (utterance := await self.utterances.get()) is not None:
+        while (item := await self.utterances.get()) is not None:
+            utterance, queued = item
+            if time.monotonic() - queued > self.worker.options.max_lag_s:
+                # Transcription fell behind (a loaded machine, too many calls): text this late is no longer
+                # live, and the post-call QA transcribes it anyway. Catch up instead of lagging for good.
+                self.skipped += 1
+                log.warning("live utterance skipped: too late", extra=self.ids | {"skipped": self.skipped})
+                continue
             try:
                 segments = await self.worker.transcribe(utterance)
             except Exception:  # noqa: BLE001 - one bad utterance must not end the call's live transcript

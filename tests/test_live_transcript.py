@@ -38,8 +38,10 @@ def model(tmp_path_factory):
 def voices(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voices")
     said = speech_wav(folder, "I want to cancel my order today.", "cancel-said")
-    cancel = folder / "cancel.wav"  # with a pause after it, played in a loop: the customer says it again and again
-    subprocess.run(["sox", str(said), str(cancel), "pad", "0", "1.5"], check=True, timeout=60)
+    # Pauses around it, played in a loop: the customer says it again and again, the first time after the
+    # worker had time to tap the call.
+    cancel = folder / "cancel.wav"
+    subprocess.run(["sox", str(said), str(cancel), "pad", "3", "2"], check=True, timeout=60)
     return {
         "cancel": cancel,
         "agent": speech_wav(folder, "Thank you for calling, how can I help you?", "agent"),
@@ -63,7 +65,10 @@ async def app_ctx(db_url, tmp_path, catalog):
 
 @pytest.fixture
 async def worker(db_url, app_ctx, client, model):
-    async with live_worker(db_url, app_ctx.settings, model, str(client.make_url("")).rstrip("/")) as w:
+    # Lag is the bench's business (bench/live_transcript_lag.py); here every utterance is transcribed however
+    # loaded the machine is, so the words can be checked.
+    url = str(client.make_url("")).rstrip("/")
+    async with live_worker(db_url, app_ctx.settings, model, url, max_lag_s=600.0) as w:
         yield w
 
 
@@ -91,7 +96,7 @@ async def test_the_supervisor_sees_both_parties_words_live_and_a_cancel_raises_a
                     and any(s == "agent" and "help" in t for s, t in said)
                     and any(e["type"] == "alert" and e["name"] == "cancel" for e in got))
 
-        got = await messages(ws, done, timeout=90)
+        got = await messages(ws, done, timeout=300)
         await tap.aclose()
         lines = [e for e in got if e["type"] == "transcript"]
         assert all(e["call_id"] == str(call_id) for e in got)
@@ -114,9 +119,9 @@ async def test_the_supervisor_sees_both_parties_words_live_and_a_cancel_raises_a
         # A supervisor who opens the page later gets the backlog first.
         late = await client.ws_connect(f"/api/v1/live/calls/{call_id}/transcript", headers=_origin(client))
         backlog = lambda g: [e["id"] for e in g if e["type"] == "transcript"]  # noqa: E731
-        again = await messages(late, lambda g: len(backlog(g)) >= len(lines), timeout=DEADLINE)
+        cancel_alert = lambda g: any(e["type"] == "alert" and e["name"] == "cancel" for e in g)  # noqa: E731
+        again = await messages(late, lambda g: len(backlog(g)) >= len(lines) and cancel_alert(g), timeout=DEADLINE)
         assert backlog(again)[:len(lines)] == [e["id"] for e in lines]
-        assert any(e["type"] == "alert" and e["name"] == "cancel" for e in again)
         await late.close()
         await ws.close()
 

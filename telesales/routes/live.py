@@ -12,7 +12,6 @@ admins: the call's segments and alerts so far, then new ones as they come.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import WSMsgType, web
@@ -139,11 +138,12 @@ async def _stream(ws: web.WebSocketResponse, sub, sent: set, reader: asyncio.Tas
     dropped = 0
     while not ws.closed and not reader.done():
         getter = asyncio.ensure_future(sub.queue.get())
-        await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await getter
+        try:
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter.cancelled():
             return
         event = getter.result()
         if (event.get("type"), event.get("id")) in sent:
