@@ -141,10 +141,11 @@ async def _stream(ws: web.WebSocketResponse, sub, sent: set, reader: asyncio.Tas
         try:
             await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not getter.done():
+            got = getter.done()
+            if not got:
                 getter.cancel()
-        if getter.cancelled():
-            return
+        if not got:
+            return  # the client closed
         event = getter.result()
         if (event.get("type"), event.get("id")) in sent:
             continue  # in the backlog already
