@@ -39,6 +39,9 @@ create table live_alerts (
 );
 create index live_alerts_call on live_alerts (call_id, id);
 
+-- Workers look for live calls nobody holds every live.poll_seconds: only the open calls are indexed.
+create index calls_live_open on calls (answered_at) where ended_at is null;
+
 -- Answered on a seat and not yet ended: QA workers listening on live_calls may claim it.
 create function live_calls_notify() returns trigger language plpgsql as $$
 begin
