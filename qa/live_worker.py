@@ -74,7 +74,7 @@ class LiveCall:
             raise
         for cutter in self.cutters.values():
             if (rest := cutter.flush()) is not None:
-                self.utterances.put_nowait(rest)
+                self.utterances.put_nowait((rest, time.monotonic()))
         self.utterances.put_nowait(None)
         await transcriber  # the call ended: its last words still come out
         return outcome

@@ -38,10 +38,10 @@ def model(tmp_path_factory):
 def voices(tmp_path_factory):
     folder = tmp_path_factory.mktemp("voices")
     said = speech_wav(folder, "I want to cancel my order today.", "cancel-said")
-    # Pauses around it, played in a loop: the customer says it again and again, the first time after the
-    # worker had time to tap the call.
+    # Pauses around it, played twice: the customer says it once more after the worker surely tapped the
+    # call, and then no more (a call that talks on keeps a loaded machine's worker busy long after).
     cancel = folder / "cancel.wav"
-    subprocess.run(["sox", str(said), str(cancel), "pad", "3", "2"], check=True, timeout=60)
+    subprocess.run(["sox", str(said), str(cancel), "pad", "5", "2"], check=True, timeout=60)
     return {
         "cancel": cancel,
         "agent": speech_wav(folder, "Thank you for calling, how can I help you?", "agent"),
@@ -79,7 +79,7 @@ def _origin(client) -> dict:
 async def test_the_supervisor_sees_both_parties_words_live_and_a_cancel_raises_an_alert(
         client, login, app_ctx, db_url, worker, peers, voices):
     await login(client, "supervisor")
-    sim = await peers("--answer-after", "0", "--play", str(voices["cancel"]), "--loop")
+    sim = await peers("--answer-after", "0", "--play", str(voices["cancel"]), "--play", str(voices["cancel"]))
     async with listening(db_url) as notified:
         call_id = await app_ctx.seats.dial("seat1", sim.uri)
         ws = await client.ws_connect(f"/api/v1/live/calls/{call_id}/transcript", headers=_origin(client))
