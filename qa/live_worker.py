@@ -210,10 +210,10 @@ class LiveWorker:
             log.exception("live call failed", extra={"call_id": str(call_id)})
         finally:
             renewer.cancel()
-            self.calls.pop(call_id, None)
             with contextlib.suppress(Exception):
                 async with self.pool.acquire() as conn:
                     await store.finish(conn, call_id, self.worker_id, outcome)
+            self.calls.pop(call_id, None)  # after the row says why it ended
             log.info("live call done", extra={"call_id": str(call_id), "outcome": outcome})
             self._wake.set()  # room for another call
 
