@@ -62,11 +62,12 @@ def qa_options(qa: SimpleNamespace) -> QaOptions:
     )
 
 
-def load_model(settings: SimpleNamespace):
+def load_model(settings: SimpleNamespace, num_workers: int = 1):
     """The Whisper model named by settings.qa (seconds to load: once per worker process)."""
     qa = settings.qa
     path = resolve_model(qa.model, settings.data_dir)
-    return load_whisper(path, qa.device, qa.compute_type, qa.threads, local_only=not qa.allow_download)
+    return load_whisper(path, qa.device, qa.compute_type, qa.threads, local_only=not qa.allow_download,
+                        num_workers=num_workers)
 
 
 @dataclass(frozen=True)

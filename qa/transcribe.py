@@ -54,8 +54,12 @@ class TranscribeOptions:
     max_repeats: int = 3  # a phrase said this many times in a row is a decoding loop
 
 
-def load_whisper(model_path: str, device: str, compute_type: str, threads: int, local_only: bool):
-    """Load the model once per worker process (seconds; keep it for every job)."""
+def load_whisper(model_path: str, device: str, compute_type: str, threads: int, local_only: bool,
+                 num_workers: int = 1):
+    """Load the model once per worker process (seconds; keep it for every job).
+
+    num_workers > 1 lets that many threads run the model at once (CTranslate2 replicas; on a CPU they
+    share the weights): the live path (qa.live_worker) transcribes beside a post-call job."""
     from faster_whisper import WhisperModel
 
     return WhisperModel(
@@ -64,6 +68,7 @@ def load_whisper(model_path: str, device: str, compute_type: str, threads: int, 
         compute_type=compute_type,
         cpu_threads=threads or (os.cpu_count() or 1),
         local_files_only=local_only,
+        num_workers=num_workers,
     )
 
 

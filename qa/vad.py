@@ -68,8 +68,16 @@ def spectral_flatness(samples: np.ndarray, n: int = 512) -> float:
 
 def speech_spans(samples: np.ndarray, options: VadOptions) -> list[Span]:
     """Speech spans of one channel (int16 at SAMPLE_RATE), without padding."""
+    return spans_from_flags(samples, _frame_flags(samples, options), options)
+
+
+def spans_from_flags(samples: np.ndarray, flags: list[bool], options: VadOptions) -> list[Span]:
+    """Speech spans from webrtcvad's per-frame flags over samples: close runs merged, clicks and hiss dropped.
+
+    The live path (qa.live) computes the flags frame by frame as audio arrives and calls this on
+    what it holds, so it cuts utterances by the same rules as the post-call analysis."""
     frame_s = options.frame_ms / 1000
-    spans = _merge_close(_runs(_frame_flags(samples, options), frame_s), options.merge_gap_ms / 1000)
+    spans = _merge_close(_runs(flags, frame_s), options.merge_gap_ms / 1000)
     return [
         s
         for s in spans

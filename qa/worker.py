@@ -93,6 +93,7 @@ class Worker:
         self.abandoned_thread = False  # a thread was still busy when the worker stopped
         self.fatal: str | None = None  # why the worker gave up (a refused token), else None
         self._http: aiohttp.ClientSession | None = None
+        self.model_workers = 1  # 2 with the live path: it transcribes beside the job (qa.live_worker)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -114,7 +115,8 @@ class Worker:
         """Load the model on the worker's thread; False when stopped first."""
         loop = asyncio.get_running_loop()
         try:
-            self.model = await self._stoppable(loop.run_in_executor(self.executor, load_model, self.settings))
+            self.model = await self._stoppable(loop.run_in_executor(self.executor, load_model, self.settings,
+                                                                          self.model_workers))
         except Stopping:
             return False
         return True
@@ -215,18 +217,44 @@ class Worker:
         log.info("qa job done", extra=ids | {"score": outcome["score"], "stored": stored} | timings)
 
 
-async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, worker_id: str, once: bool) -> Worker:
+async def _run_live(worker: Worker, database_url: str) -> None:
+    """The live path (qa.live_worker) on its own small pool, until the worker stops."""
+    from crm import db
+    from qa.live import live_options
+    from qa.live_worker import LiveWorker
+
+    pool = await db.create_pool(database_url, 1, 4)
+    try:
+        live = LiveWorker(pool, worker.model, worker.worker_id, live_options(worker.settings), worker.options,
+                          token=worker.settings.qa.worker_token.strip())
+        await live.run(worker.stopping)
+    finally:
+        await pool.close()
+
+
+async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, worker_id: str, once: bool,
+                     live_database_url: str | None = None) -> Worker:
+    """With live_database_url, the worker also transcribes live calls (settings.live) while it takes jobs."""
     # faster-whisper logs every transcribe call at INFO.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     worker = Worker(conn, settings, None, worker_id)
+    if live_database_url:
+        worker.model_workers = 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    live = None
     try:
         if await worker.load():
             log.info("qa worker ready", extra={"worker_id": worker_id, "pid": os.getpid()})
+            if live_database_url:
+                live = asyncio.create_task(_run_live(worker, live_database_url), name="qa-live")
             await worker.run(once=once)
     finally:
+        if live is not None:
+            worker.stop()
+            with contextlib.suppress(Exception):
+                await live
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         signal.signal(signal.SIGTERM, _exit_now)
@@ -262,10 +290,20 @@ def worker_command(args, settings: SimpleNamespace, with_store) -> int:
     queue_policy(settings.qa)
     qa_options(settings.qa)
     remote_recordings(settings.qa)
+    live = settings.live.enabled and not args.once
+    if live:
+        from qa.live import live_options
+
+        live_options(settings)
+
+    async def work(conn):
+        from telesales.store import database_url  # resolved already by with_store: no second server
+
+        url = await database_url(settings) if live else None
+        return await run_worker(conn, settings, worker_id=worker_id, once=args.once, live_database_url=url)
+
     try:
-        worker = asyncio.run(
-            with_store(settings, lambda conn: run_worker(conn, settings, worker_id=worker_id, once=args.once))
-        )
+        worker = asyncio.run(with_store(settings, work))
     except ModelFilesError as e:
         print(f"telesales: {e}", file=sys.stderr)
         return 1

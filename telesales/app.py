@@ -54,6 +54,7 @@ ROUTE_MODULES = (
     "telesales.routes.openapi",
     "telesales.routes.wallboard",
     "telesales.routes.inbound",
+    "telesales.routes.live",
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
