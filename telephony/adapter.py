@@ -223,6 +223,10 @@ class FrameTap(pj.AudioMediaPort):
     and returns; the seat loop writes it.
     """
 
+    # At seat shutdown SWIG may call back through a fresh proxy of the port that never ran __init__:
+    # the class default keeps that frame from raising (and logging) in the bridge thread.
+    sink: Callable[[Any], None] = staticmethod(lambda _frame: None)
+
     def __init__(self, name: str, sink: Callable[[Any], None]) -> None:
         super().__init__()
         self.sink = sink
