@@ -316,32 +316,64 @@ async def _custom_plans(conn: asyncpg.Connection) -> None:
 
 
 async def semantic_search(
-    conn: asyncpg.Connection, viewer: Viewer, vector: list[float], f: Filters, *, limit: int, min_similarity: float
+    conn: asyncpg.Connection,
+    viewer: Viewer,
+    vector: list[float],
+    f: Filters,
+    *,
+    limit: int,
+    min_similarity: float,
+    probes: int = 0,
 ) -> list[asyncpg.Record]:
-    """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity."""
+    """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity.
+
+    probes > 0: only the segments of the `probes` embedding lists nearest the
+    query (crm/embedding_lists.py) are ranked, exactly; when they hold fewer
+    than `limit` segments the viewer may see and the filters pass (an agent's
+    own calls, a narrow filter), every segment is ranked instead, which such a
+    filter keeps fast. probes = 0, or no lists trained yet: every segment
+    (or pgvector's HNSW index, where search.vector_index created it).
+    """
     teams = await reviewer_teams(conn, viewer)
+    vec = _vector_text(vector)
+    async with conn.transaction(readonly=True):
+        await _custom_plans(conn)
+        if probes > 0 and await conn.fetchval("select exists (select 1 from embedding_lists)"):
+            rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes))
+            if len(rows) >= limit:
+                return [r for r in rows if r["rank"] >= min_similarity]
+        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
+        await conn.execute("set local hnsw.iterative_scan = relaxed_order")
+        await conn.execute("set local hnsw.ef_search = 100")
+        rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, 0))
+        return [r for r in rows if r["rank"] >= min_similarity]
+
+
+def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int) -> tuple:
+    """(query, *args): the `limit` nearest segments the viewer may see and the filters pass, nearest
+    first, with their rank (cosine similarity). probes > 0: only those in the nearest lists (and in
+    list -1, not filed yet)."""
     sql = _Sql()
-    vec = sql.arg(_vector_text(vector))
+    q = sql.arg(vec)
     sql.add("s.embedding is not null")
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
-    async with conn.transaction():
-        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
-        await conn.execute("set local hnsw.iterative_scan = relaxed_order")
-        await conn.execute("set local hnsw.ef_search = 100")
-        await _custom_plans(conn)
-        return await conn.fetch(
-            f"""with nearest as materialized (
-                    select s.id, 1 - (s.embedding <=> {vec}::halfvec) as rank {source}
+    if probes > 0:
+        lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
+                          limit {sql.arg(probes)}) || -1"""
+        source = source.replace("from transcript_segments s", """from segment_lists sl
+            join transcript_segments s on s.id = sl.segment_id""", 1)
+        sql.add(f"sl.list_id = any({lists})")
+    query = f"""with nearest as materialized (
+                    select s.id, 1 - (s.embedding <=> {q}::halfvec) as rank {source}
                     where {sql.condition}
-                    order by s.embedding <=> {vec}::halfvec
+                    order by s.embedding <=> {q}::halfvec
                     limit {sql.arg(limit)})
                 select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
                     {_FROM.split("from transcript_segments s", 1)[1]}
-                where h.rank >= {sql.arg(min_similarity)} order by h.rank desc""",
-            *sql.args,
-        )
+                order by h.rank desc"""
+    return (query, *sql.args)
 
 
 def _vector_text(vector) -> str:
