@@ -150,3 +150,27 @@ async def test_too_few_segments_for_the_lists_asked_is_refused_and_changes_nothi
     with pytest.raises(ValueError, match="cannot fill"):
         await embedding_lists.train(conn, lists=10_000)
     assert await conn.fetchval("select count(*) from embedding_lists") == 0
+
+
+async def test_embeddings_stored_before_the_migration_are_read_by_searches_until_trained(pg_admin_url, monkeypatch):
+    from crm import db
+
+    name = "t_embedding_lists_backfill"
+    admin = await db.connect(pg_admin_url)
+    await admin.execute(f'drop database if exists "{name}" with (force)')
+    await admin.execute(f'create database "{name}"')
+    conn = await db.connect(db.with_database(pg_admin_url, name))
+    try:
+        every = db._migration_files
+        monkeypatch.setattr(db, "_migration_files", lambda: [m for m in every() if m[0] < 13])
+        await db.migrate(conn)
+        call_id = await scored_call(conn, [("customer", 1.0, 2.0, "embedded before")])
+        [segment] = await embed(conn, call_id, TOPIC_VECTORS[1][None, :])
+        monkeypatch.setattr(db, "_migration_files", every)
+        assert 13 in await db.migrate(conn)
+        assert await conn.fetchval("select list_id from segment_lists where segment_id = $1", segment) == -1
+        assert (await search(conn, TOPIC_VECTORS[1], probes=4))[0][0] == segment
+    finally:
+        await conn.close()
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
