@@ -4,7 +4,9 @@ Keyword search finds a phrase as a substring of a segment's normalised text
 (pg_trgm index for three characters and more, the Chinese bigram index for
 Chinese of any length) or, for English, by its stemmed words (full text).
 Semantic search ranks segments by the cosine distance of their sentence
-embedding to the query's (pgvector HNSW). Hybrid mode fuses both rankings.
+embedding to the query's, reading only the embedding lists nearest the query
+(crm/embedding_lists.py) or, where search.vector_index made one, pgvector's
+HNSW index. Hybrid mode fuses both rankings.
 
 The access rule sits in the same WHERE clause as the filters, so a segment
 the viewer may not see is never a candidate: an agent sees their own calls,
@@ -33,6 +35,9 @@ SNIPPET_CHARS = 160
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]{2,}")
 COUNT_MAX = 1000  # totals are counted this far: counting every match of a frequent word costs more than the page
+# A match collected through the text indexes costs about this many rows walked along the primary key
+# (a heap page in no order against the next row of the same page).
+SORT_COST = 2
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
 
 
@@ -270,20 +275,25 @@ def keyword_sql(
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
     columns = _FROM.split("from transcript_segments s", 1)[1]
+    reached = "null::bigint"
     if ranked:
         hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
                                            limit {count_max}),
                    hits as (select id, rank from matched order by rank desc, id desc
                             limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = "(select count(*) from matched)"
+        # How far into the table (by id, which grows with time) the first count_max matches reached:
+        # what tells a word just past count_max matches from one in every tenth segment.
+        reached = "(select max(id) from matched)"
     else:
         hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
                             order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = str(count_max)
     query = f"""with {hits}
-                select {_COLUMNS}, h.rank, {total} as total
-                from (select {total} as total) t0 left join (hits h join transcript_segments s on s.id = h.id
-                    {columns}) on true
+                select {_COLUMNS}, h.rank, t0.total, t0.reached,
+                       (select max(id) from transcript_segments) as newest
+                from (select {total} as total, {reached} as reached) t0
+                    left join (hits h join transcript_segments s on s.id = h.id {columns}) on true
                 order by h.rank desc, s.id desc"""
     return query, sql.args
 
@@ -299,14 +309,34 @@ async def keyword_search(
         rows = await conn.fetch(query, *args)
         total = rows[0]["total"]
         if total >= count_max:
-            # At least count_max matches: walking the primary key backwards meets a page of them within
-            # (table size / count_max) x page rows, far cheaper than collecting all matches to sort them.
-            await conn.execute("set local enable_bitmapscan = off")
-            await conn.execute("set local enable_seqscan = off")
+            # At least count_max matches: the page is the newest matches, by one of two plans.
+            await _newest_first_plan(conn, rows[0], count_max, offset + limit)
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
                                       count_max=count_max)
             rows = await conn.fetch(query, *args)
     return [r for r in rows if r["segment_id"] is not None], total
+
+
+async def _newest_first_plan(conn: asyncpg.Connection, first: asyncpg.Record, count_max: int, needed: int) -> None:
+    """Steer the newest-first query of a word with count_max matches or more to the cheaper of two plans.
+
+    Walking the primary key backwards checks about newest / matches x needed
+    rows; collecting every match through the text indexes and sorting them
+    checks about `matches` rows. The matches are estimated from how far the
+    first count_max reached: just past count_max (a rare word: the bench's
+    0.1%) sorts a thousand rows instead of walking twenty thousand; a word in
+    every tenth segment walks a few hundred instead of sorting 100,000. The
+    planner cannot tell them apart: it estimates a Chinese substring's
+    matches by the pattern's length.
+    """
+    newest, reached = first["newest"] or 1, max(1, first["reached"] or 1)
+    matches = count_max * newest / reached
+    if matches * matches * SORT_COST <= newest * needed:
+        await conn.execute("set local enable_indexscan = off")
+        await conn.execute("set local enable_seqscan = off")
+    else:
+        await conn.execute("set local enable_bitmapscan = off")
+        await conn.execute("set local enable_seqscan = off")
 
 
 async def _custom_plans(conn: asyncpg.Connection) -> None:
