@@ -35,6 +35,8 @@ SNIPPET_CHARS = 160
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]{2,}")
 COUNT_MAX = 1000  # totals are counted this far: counting every match of a frequent word costs more than the page
+# A Chinese query whose rarest character pair is in this share of segments or more is frequent.
+FREQUENT_GRAM = 0.02
 # A match collected through the text indexes costs about this many rows walked along the primary key
 # (a heap page in no order against the next row of the same page).
 SORT_COST = 2
@@ -230,12 +232,33 @@ def query_grams(norm: str) -> list[str]:
     return sorted(grams)
 
 
-def _keyword_match(sql: _Sql, q: str) -> tuple[str, str]:
-    """(match condition, rank expression) for q."""
+async def candidate_grams(conn: asyncpg.Connection, grams: list[str]) -> tuple[list[str], float | None]:
+    """The grams worth looking up in the bigram index: those rarer than any the statistics track, else the
+    least frequent one. The substring condition checks the rest anyway; and the pairs of one word occur
+    together, so the planner, multiplying their frequencies, would take "信用卡" (信用 and 用卡, 8% of
+    segments each) for a rare word and read 80,000 rows to find a page. Also returns the share of segments
+    that hold the gram kept when the statistics track it (None: rarer than any they track)."""
+    if not grams:
+        return grams, None
+    tracked = dict(await conn.fetch(
+        """select e, f from pg_stats st,
+                  unnest(st.most_common_elems::text::text[], st.most_common_elem_freqs) u(e, f)
+           where st.tablename = 'transcript_segments' and st.attname = 'grams' and u.e = any($1::text[])""",
+        grams,
+    ))
+    rare = [g for g in grams if g not in tracked]
+    if rare:
+        return rare, None
+    least = min(grams, key=lambda g: tracked[g])
+    return [least], tracked[least]
+
+
+def _keyword_match(sql: _Sql, q: str, grams: list[str] | None = None) -> tuple[str, str]:
+    """(match condition, rank expression) for q; grams: the bigrams to look up (default: all of them)."""
     norm = normalize(q)
     pattern = sql.arg(_like_pattern(norm))
     substring = f"s.norm like {pattern}"
-    grams = query_grams(norm)
+    grams = query_grams(norm) if grams is None else grams
     if grams:
         substring = f"({substring} and s.grams @> {sql.arg(grams)}::text[])"
     if not _LATIN_WORD.search(q):
@@ -257,6 +280,7 @@ def keyword_sql(
     offset: int,
     ranked: bool = True,
     count_max: int = COUNT_MAX,
+    grams: list[str] | None = None,
 ):
     """(query, args) of one page of a keyword search; each row also carries `total` (matches, up to count_max).
 
@@ -269,13 +293,13 @@ def keyword_sql(
     joined to its calls only after it is cut, unless a filter needs them.
     """
     sql = _Sql()
-    match, rank = _keyword_match(sql, q)
+    match, rank = _keyword_match(sql, q, grams)
     sql.add(match)
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
     columns = _FROM.split("from transcript_segments s", 1)[1]
-    reached = "null::bigint"
+    reached = newest = "null::bigint"
     if ranked:
         hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
                                            limit {count_max}),
@@ -285,14 +309,14 @@ def keyword_sql(
         # How far into the table (by id, which grows with time) the first count_max matches reached:
         # what tells a word just past count_max matches from one in every tenth segment.
         reached = "(select max(id) from matched)"
+        newest = "(select max(id) from transcript_segments)"
     else:
         hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
                             order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = str(count_max)
     query = f"""with {hits}
-                select {_COLUMNS}, h.rank, t0.total, t0.reached,
-                       (select max(id) from transcript_segments) as newest
-                from (select {total} as total, {reached} as reached) t0
+                select {_COLUMNS}, h.rank, t0.total, t0.reached, t0.newest
+                from (select {total} as total, {reached} as reached, {newest} as newest) t0
                     left join (hits h join transcript_segments s on s.id = h.id {columns}) on true
                 order by h.rank desc, s.id desc"""
     return query, sql.args
@@ -303,16 +327,22 @@ async def keyword_search(
 ) -> tuple[list[asyncpg.Record], int]:
     """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
-    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    grams, share = await candidate_grams(conn, query_grams(normalize(q)))
+    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max, grams=grams)
     async with conn.transaction(readonly=True):
         await _custom_plans(conn)
+        if share is not None and share >= FREQUENT_GRAM:
+            # Every segment with this gram is a likely match: reading the table in order meets count_max of
+            # them within count_max / share rows; collecting all of them through the index reads them all.
+            await conn.execute("set local enable_bitmapscan = off")
         rows = await conn.fetch(query, *args)
+        await conn.execute("reset enable_bitmapscan")
         total = rows[0]["total"]
         if total >= count_max:
             # At least count_max matches: the page is the newest matches, by one of two plans.
             await _newest_first_plan(conn, rows[0], count_max, offset + limit)
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
-                                      count_max=count_max)
+                                      count_max=count_max, grams=grams)
             rows = await conn.fetch(query, *args)
     return [r for r in rows if r["segment_id"] is not None], total
 
