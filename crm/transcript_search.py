@@ -373,6 +373,9 @@ async def _custom_plans(conn: asyncpg.Connection) -> None:
     # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic plan made
     # without the pattern, which cannot tell a rare Chinese word from a frequent one and scans the table.
     await conn.execute("set local plan_cache_mode = force_custom_plan")
+    # A search reads a few thousand rows at most: starting parallel workers costs more than it saves,
+    # and on a busy machine they wait for a core while the leader waits for them.
+    await conn.execute("set local max_parallel_workers_per_gather = 0")
 
 
 async def semantic_search(
