@@ -4,7 +4,9 @@ Keyword search finds a phrase as a substring of a segment's normalised text
 (pg_trgm index for three characters and more, the Chinese bigram index for
 Chinese of any length) or, for English, by its stemmed words (full text).
 Semantic search ranks segments by the cosine distance of their sentence
-embedding to the query's (pgvector HNSW). Hybrid mode fuses both rankings.
+embedding to the query's, reading only the embedding lists nearest the query
+(crm/embedding_lists.py) or, where search.vector_index made one, pgvector's
+HNSW index. Hybrid mode fuses both rankings.
 
 The access rule sits in the same WHERE clause as the filters, so a segment
 the viewer may not see is never a candidate: an agent sees their own calls,
@@ -33,6 +35,11 @@ SNIPPET_CHARS = 160
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _LATIN_WORD = re.compile(r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]{2,}")
 COUNT_MAX = 1000  # totals are counted this far: counting every match of a frequent word costs more than the page
+# A Chinese query whose rarest character pair is in this share of segments or more is frequent.
+FREQUENT_GRAM = 0.02
+# A match collected through the text indexes costs about this many rows walked along the primary key
+# (a heap page in no order against the next row of the same page).
+SORT_COST = 2
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
 
 
@@ -225,12 +232,33 @@ def query_grams(norm: str) -> list[str]:
     return sorted(grams)
 
 
-def _keyword_match(sql: _Sql, q: str) -> tuple[str, str]:
-    """(match condition, rank expression) for q."""
+async def candidate_grams(conn: asyncpg.Connection, grams: list[str]) -> tuple[list[str], float | None]:
+    """The grams worth looking up in the bigram index: those rarer than any the statistics track, else the
+    least frequent one. The substring condition checks the rest anyway; and the pairs of one word occur
+    together, so the planner, multiplying their frequencies, would take "信用卡" (信用 and 用卡, 8% of
+    segments each) for a rare word and read 80,000 rows to find a page. Also returns the share of segments
+    that hold the gram kept when the statistics track it (None: rarer than any they track)."""
+    if not grams:
+        return grams, None
+    tracked = dict(await conn.fetch(
+        """select e, f from pg_stats st,
+                  unnest(st.most_common_elems::text::text[], st.most_common_elem_freqs) u(e, f)
+           where st.tablename = 'transcript_segments' and st.attname = 'grams' and u.e = any($1::text[])""",
+        grams,
+    ))
+    rare = [g for g in grams if g not in tracked]
+    if rare:
+        return rare, None
+    least = min(grams, key=lambda g: tracked[g])
+    return [least], tracked[least]
+
+
+def _keyword_match(sql: _Sql, q: str, grams: list[str] | None = None) -> tuple[str, str]:
+    """(match condition, rank expression) for q; grams: the bigrams to look up (default: all of them)."""
     norm = normalize(q)
     pattern = sql.arg(_like_pattern(norm))
     substring = f"s.norm like {pattern}"
-    grams = query_grams(norm)
+    grams = query_grams(norm) if grams is None else grams
     if grams:
         substring = f"({substring} and s.grams @> {sql.arg(grams)}::text[])"
     if not _LATIN_WORD.search(q):
@@ -252,6 +280,7 @@ def keyword_sql(
     offset: int,
     ranked: bool = True,
     count_max: int = COUNT_MAX,
+    grams: list[str] | None = None,
 ):
     """(query, args) of one page of a keyword search; each row also carries `total` (matches, up to count_max).
 
@@ -264,26 +293,31 @@ def keyword_sql(
     joined to its calls only after it is cut, unless a filter needs them.
     """
     sql = _Sql()
-    match, rank = _keyword_match(sql, q)
+    match, rank = _keyword_match(sql, q, grams)
     sql.add(match)
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
     columns = _FROM.split("from transcript_segments s", 1)[1]
+    reached = newest = "null::bigint"
     if ranked:
         hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
                                            limit {count_max}),
                    hits as (select id, rank from matched order by rank desc, id desc
                             limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = "(select count(*) from matched)"
+        # How far into the table (by id, which grows with time) the first count_max matches reached:
+        # what tells a word just past count_max matches from one in every tenth segment.
+        reached = "(select max(id) from matched)"
+        newest = "(select max(id) from transcript_segments)"
     else:
         hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
                             order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = str(count_max)
     query = f"""with {hits}
-                select {_COLUMNS}, h.rank, {total} as total
-                from (select {total} as total) t0 left join (hits h join transcript_segments s on s.id = h.id
-                    {columns}) on true
+                select {_COLUMNS}, h.rank, t0.total, t0.reached, t0.newest
+                from (select {total} as total, {reached} as reached, {newest} as newest) t0
+                    left join (hits h join transcript_segments s on s.id = h.id {columns}) on true
                 order by h.rank desc, s.id desc"""
     return query, sql.args
 
@@ -293,55 +327,116 @@ async def keyword_search(
 ) -> tuple[list[asyncpg.Record], int]:
     """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
-    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max)
+    grams, share = await candidate_grams(conn, query_grams(normalize(q)))
+    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max, grams=grams)
     async with conn.transaction(readonly=True):
         await _custom_plans(conn)
+        if share is not None and share >= FREQUENT_GRAM:
+            # Every segment with this gram is a likely match: reading the table in order meets count_max of
+            # them within count_max / share rows; collecting all of them through the index reads them all.
+            await conn.execute("set local enable_bitmapscan = off")
         rows = await conn.fetch(query, *args)
+        await conn.execute("reset enable_bitmapscan")
         total = rows[0]["total"]
         if total >= count_max:
-            # At least count_max matches: walking the primary key backwards meets a page of them within
-            # (table size / count_max) x page rows, far cheaper than collecting all matches to sort them.
-            await conn.execute("set local enable_bitmapscan = off")
-            await conn.execute("set local enable_seqscan = off")
+            # At least count_max matches: the page is the newest matches, by one of two plans.
+            await _newest_first_plan(conn, rows[0], count_max, offset + limit)
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
-                                      count_max=count_max)
+                                      count_max=count_max, grams=grams)
             rows = await conn.fetch(query, *args)
     return [r for r in rows if r["segment_id"] is not None], total
+
+
+async def _newest_first_plan(conn: asyncpg.Connection, first: asyncpg.Record, count_max: int, needed: int) -> None:
+    """Steer the newest-first query of a word with count_max matches or more to the cheaper of two plans.
+
+    Walking the primary key backwards checks about newest / matches x needed
+    rows; collecting every match through the text indexes and sorting them
+    checks about `matches` rows. The matches are estimated from how far the
+    first count_max reached: just past count_max (a rare word: the bench's
+    0.1%) sorts a thousand rows instead of walking twenty thousand; a word in
+    every tenth segment walks a few hundred instead of sorting 100,000. The
+    planner cannot tell them apart: it estimates a Chinese substring's
+    matches by the pattern's length.
+    """
+    newest, reached = first["newest"] or 1, max(1, first["reached"] or 1)
+    matches = count_max * newest / reached
+    if matches * matches * SORT_COST <= newest * needed:
+        await conn.execute("set local enable_indexscan = off")
+        await conn.execute("set local enable_seqscan = off")
+    else:
+        await conn.execute("set local enable_bitmapscan = off")
+        await conn.execute("set local enable_seqscan = off")
 
 
 async def _custom_plans(conn: asyncpg.Connection) -> None:
     # asyncpg prepares each statement; after five runs PostgreSQL may switch to a generic plan made
     # without the pattern, which cannot tell a rare Chinese word from a frequent one and scans the table.
     await conn.execute("set local plan_cache_mode = force_custom_plan")
+    # A search reads a few thousand rows at most: starting parallel workers costs more than it saves,
+    # and on a busy machine they wait for a core while the leader waits for them.
+    await conn.execute("set local max_parallel_workers_per_gather = 0")
 
 
 async def semantic_search(
-    conn: asyncpg.Connection, viewer: Viewer, vector: list[float], f: Filters, *, limit: int, min_similarity: float
+    conn: asyncpg.Connection,
+    viewer: Viewer,
+    vector: list[float],
+    f: Filters,
+    *,
+    limit: int,
+    min_similarity: float,
+    probes: int = 0,
 ) -> list[asyncpg.Record]:
-    """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity."""
+    """The segments nearest in meaning to the query's embedding, nearest first, above min_similarity.
+
+    probes > 0: only the segments of the `probes` embedding lists nearest the
+    query (crm/embedding_lists.py) are ranked, exactly; when they hold fewer
+    than `limit` segments the viewer may see and the filters pass (an agent's
+    own calls, a narrow filter), every segment is ranked instead, which such a
+    filter keeps fast. probes = 0, or no lists trained yet: every segment
+    (or pgvector's HNSW index, where search.vector_index created it).
+    """
     teams = await reviewer_teams(conn, viewer)
+    vec = _vector_text(vector)
+    async with conn.transaction(readonly=True):
+        await _custom_plans(conn)
+        if probes > 0 and await conn.fetchval("select exists (select 1 from embedding_lists)"):
+            rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes))
+            if len(rows) >= limit:
+                return [r for r in rows if r["rank"] >= min_similarity]
+        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
+        await conn.execute("set local hnsw.iterative_scan = relaxed_order")
+        await conn.execute("set local hnsw.ef_search = 100")
+        rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, 0))
+        return [r for r in rows if r["rank"] >= min_similarity]
+
+
+def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int) -> tuple:
+    """(query, *args): the `limit` nearest segments the viewer may see and the filters pass, nearest
+    first, with their rank (cosine similarity). probes > 0: only those in the nearest lists (and in
+    list -1, not filed yet)."""
     sql = _Sql()
-    vec = sql.arg(_vector_text(vector))
+    q = sql.arg(vec)
     sql.add("s.embedding is not null")
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
-    async with conn.transaction():
-        # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
-        await conn.execute("set local hnsw.iterative_scan = relaxed_order")
-        await conn.execute("set local hnsw.ef_search = 100")
-        await _custom_plans(conn)
-        return await conn.fetch(
-            f"""with nearest as materialized (
-                    select s.id, 1 - (s.embedding <=> {vec}::halfvec) as rank {source}
+    if probes > 0:
+        lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
+                          limit {sql.arg(probes)}) || -1"""
+        source = source.replace("from transcript_segments s", """from segment_lists sl
+            join transcript_segments s on s.id = sl.segment_id""", 1)
+        sql.add(f"sl.list_id = any({lists})")
+    query = f"""with nearest as materialized (
+                    select s.id, 1 - (s.embedding <=> {q}::halfvec) as rank {source}
                     where {sql.condition}
-                    order by s.embedding <=> {vec}::halfvec
+                    order by s.embedding <=> {q}::halfvec
                     limit {sql.arg(limit)})
                 select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
                     {_FROM.split("from transcript_segments s", 1)[1]}
-                where h.rank >= {sql.arg(min_similarity)} order by h.rank desc""",
-            *sql.args,
-        )
+                order by h.rank desc"""
+    return (query, *sql.args)
 
 
 def _vector_text(vector) -> str:

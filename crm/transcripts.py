@@ -81,8 +81,8 @@ async def set_embedding_index(conn: asyncpg.Connection, wanted: bool) -> None:
 
     Not in the migration: the embedded server's pgvector is built for CPUs
     with AVX-512, and on others building the index or inserting into it ends
-    the server with SIGILL; without it semantic search scans exactly (halfvec
-    distances work everywhere), which is slower on large archives.
+    the server with SIGILL; without it semantic search reads the embedding
+    lists of crm/embedding_lists.py (halfvec distances work everywhere).
     """
     if wanted:
         await conn.execute(

@@ -25,6 +25,8 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
+from crm import embedding_lists
+
 log = logging.getLogger("qa.embeddings")
 
 DIMENSIONS = 384
@@ -201,4 +203,10 @@ async def embed_call_segments(conn: asyncpg.Connection, call_id: uuid.UUID | str
     except Exception:
         log.exception("segments not embedded", extra={"call_id": str(call_id)})
         return 0
+    try:
+        # The lists semantic search reads (crm/embedding_lists.py): trained once the archive is large
+        # enough and again whenever it has doubled; until then a search ranks every segment.
+        await embedding_lists.train_if_due(conn)
+    except Exception:
+        log.exception("embedding lists not trained (semantic search ranks every segment meanwhile)")
     return len(rows)

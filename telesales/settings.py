@@ -102,6 +102,8 @@ def _check_ranges(s: dict[str, Any]) -> None:
         fail("search.semantic_limit", "must be between 1 and 1000")
     if not -1 <= s["search"]["semantic_min_similarity"] <= 1:
         fail("search.semantic_min_similarity", "must be between -1 and 1")
+    if not 0 <= s["search"]["semantic_probes"] <= 1000:
+        fail("search.semantic_probes", "must be between 0 (exact scan) and 1000")
     if not 0 <= s["search"]["queue_low_score"] <= 100:
         fail("search.queue_low_score", "must be between 0 and 100")
     for key in ("session_max_age", "max_upload_mb", "login_max_failures", "login_lockout_minutes"):

@@ -260,3 +260,12 @@ async def test_a_word_matching_more_than_the_count_limit_comes_newest_first(conn
     assert total == 3  # counted up to the limit only
     ids = [r["segment_id"] for r in rows]
     assert len(ids) == 5 and ids == sorted(ids, reverse=True)
+
+
+@pytest.mark.parametrize("sort_cost", [0, 10**9])  # 0: always sort the matches; 10**9: always walk the key
+async def test_both_newest_first_plans_give_the_same_page(conn, calls3, monkeypatch, sort_cost):
+    expected = [r["id"] for r in await conn.fetch(
+        "select id from transcript_segments where norm like '%o%' order by id desc limit 4 offset 1")]
+    monkeypatch.setattr(transcript_search, "SORT_COST", sort_cost)
+    rows, total = await transcript_search.keyword_search(conn, ADMIN, "o", Filters(), limit=4, offset=1, count_max=3)
+    assert total == 3 and [r["segment_id"] for r in rows] == expected

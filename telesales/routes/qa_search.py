@@ -62,7 +62,8 @@ async def run_search(request: web.Request, params) -> dict:
             return {"items": items, "page": page, "per_page": per_page, "total": total, "mode": "keyword",
                     "total_is_lower_bound": total >= ts.COUNT_MAX}
         semantic = await ts.semantic_search(
-            conn, viewer, vector, filters, limit=options.semantic_limit, min_similarity=options.semantic_min_similarity
+            conn, viewer, vector, filters, limit=options.semantic_limit, min_similarity=options.semantic_min_similarity,
+            probes=0 if options.vector_index else options.semantic_probes,
         )
         if mode == "semantic":
             fused = [(dict(r.items()), "semantic") for r in semantic]
