@@ -4,11 +4,12 @@ Only speech is transcribed: qa.packing fills 30 s windows with both
 channels' padded VAD spans, so Whisper gets no silence to invent text on and
 a call costs as few encoder passes as its speech needs. The windows of a call
 are encoded and decoded in batches (on a CPU 4 windows decode in about 1.5
-times the wall time of one: a decoding step is latency-bound), without
+times the wall time of one: a decoding step is latency-bound), two batches
+at once on two one-thread CTranslate2 workers (see load_whisper), without
 timestamp tokens; the words are then aligned to the audio (cross-attention
 alignment, what faster-whisper's word_timestamps does) and each word goes
 back to the piece of speech it was said in, which gives its speaker and its
-call time. The language, when "auto", is read off the first batch's encoder
+call time. The language, when "auto", is read off the first round's encoder
 output: no encoder pass of its own.
 
 faster-whisper's lower layer (WhisperModel.encode, find_alignment and the
