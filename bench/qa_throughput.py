@@ -12,7 +12,9 @@ same CPU threads for both:
   scorecard;
 - baseline: faster-whisper's WhisperModel.transcribe on the mono mix of each
   file with its default settings (beam 5, temperature fallback, conditioning
-  on previous text), which yields no speaker at all.
+  on previous text), which yields no speaker at all. Its model is loaded as
+  faster-whisper loads it (one worker using all the threads); ours splits
+  the same threads into one-thread workers (qa.transcribe.load_whisper).
 
 Prints wall and CPU seconds per audio minute for each and the ratio
 baseline/ours (above 1: ours is faster), and the hang-up-to-score time of a
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from synth_calls import CALLS, RATE, rendered, write_wav  # noqa: E402
 
 from qa.audio import read_recording, to_float  # noqa: E402
+from qa.model_files import resolve_model  # noqa: E402
 from qa.pipeline import analyse, load_model, qa_options, score  # noqa: E402
 from qa.scorecard import load_scorecard  # noqa: E402
 from telesales.settings import load_settings  # noqa: E402
@@ -62,6 +65,20 @@ def ours(paths, model, options, scorecard) -> tuple[float, float]:
         for path in paths:
             score(analyse(read_recording(path), model, options), scorecard, "SALE")
     return clock.wall, clock.cpu
+
+
+def baseline_model(settings):
+    """The same model files, compute type and threads, loaded the way faster-whisper does by default."""
+    from faster_whisper import WhisperModel
+
+    qa = settings.qa
+    return WhisperModel(
+        resolve_model(qa.model, settings.data_dir),
+        device=qa.device,
+        compute_type=qa.compute_type,
+        cpu_threads=qa.threads or (os.cpu_count() or 1),
+        local_files_only=True,
+    )
 
 
 def baseline(paths, model) -> tuple[float, float]:
@@ -118,23 +135,27 @@ def main() -> None:
         five = None if args.skip_five_minute else five_minute_call(paths, Path(tmp))
         with Clock() as load:
             model = load_model(settings)
+        plain = baseline_model(settings)
         options, scorecard = qa_options(settings.qa), load_scorecard("sales", settings.config_dir)
         print(
             f"model {settings.qa.model or 'bundled whisper-base'} on {settings.qa.device} {settings.qa.compute_type}, "
             f"threads {settings.qa.threads or 'all'} (of {os.cpu_count()} cores), loaded in {load.wall:.1f} s"
         )
+        print(f"load average {Path('/proc/loadavg').read_text().strip()}")
         print(f"{len(paths)} stereo calls, {minutes:.2f} audio minutes; {args.rounds} rounds")
         ours(paths[:1], model, options, scorecard)  # warm-up, untimed
+        baseline(paths[:1], plain)
 
         walls, cpus, fives = [], [], []
         for round_no in range(1, args.rounds + 1):
             ours_wall, ours_cpu = ours(paths, model, options, scorecard)
-            base_wall, base_cpu = baseline(paths, model)
+            base_wall, base_cpu = baseline(paths, plain)
             walls.append(base_wall / ours_wall)
             cpus.append(base_cpu / ours_cpu)
             print(f"round {round_no}: {'':16} {'wall s/audio min':>17} {'CPU s/audio min':>16}")
             print(f"  {'ours (VAD + per speaker)':28} {ours_wall / minutes:17.2f} {ours_cpu / minutes:16.2f}")
             print(f"  {'faster-whisper mono mix':28} {base_wall / minutes:17.2f} {base_cpu / minutes:16.2f}")
+            print(f"  load average {Path('/proc/loadavg').read_text().split()[0]}")
             print(f"  ratio baseline/ours: wall {walls[-1]:.2f}x, CPU {cpus[-1]:.2f}x")
             if five is not None:
                 fives.append(ours([five], model, options, scorecard))

@@ -4,11 +4,12 @@ Only speech is transcribed: qa.packing fills 30 s windows with both
 channels' padded VAD spans, so Whisper gets no silence to invent text on and
 a call costs as few encoder passes as its speech needs. The windows of a call
 are encoded and decoded in batches (on a CPU 4 windows decode in about 1.5
-times the wall time of one: a decoding step is latency-bound), without
+times the wall time of one: a decoding step is latency-bound), two batches
+at once on two one-thread CTranslate2 workers (see load_whisper), without
 timestamp tokens; the words are then aligned to the audio (cross-attention
 alignment, what faster-whisper's word_timestamps does) and each word goes
 back to the piece of speech it was said in, which gives its speaker and its
-call time. The language, when "auto", is read off the first batch's encoder
+call time. The language, when "auto", is read off the first round's encoder
 output: no encoder pass of its own.
 
 faster-whisper's lower layer (WhisperModel.encode, find_alignment and the
@@ -25,7 +26,9 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -36,6 +39,7 @@ from qa.segments import TranscriptSegment
 __all__ = ["ChannelSpeech", "TranscribeOptions", "load_whisper", "transcribe_call", "is_repetition_loop"]
 
 _BATCH = 8  # most windows encoded and decoded together (memory grows with it)
+_LANES = 2  # most batches of one call run at once, one per CTranslate2 worker (see load_whisper)
 _TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 _BEST_OF = 5  # hypotheses sampled at a temperature above 0, as faster-whisper does
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
@@ -58,17 +62,27 @@ def load_whisper(model_path: str, device: str, compute_type: str, threads: int, 
                  num_workers: int = 1):
     """Load the model once per worker process (seconds; keep it for every job).
 
-    num_workers > 1 lets that many threads run the model at once (CTranslate2 replicas; on a CPU they
-    share the weights): the live path (qa.live_worker) transcribes beside a post-call job."""
+    On a CPU the threads are split into up to _LANES workers of their own
+    (CTranslate2 replicas sharing the weights), each running one batch of a
+    call's windows: a one-thread worker never waits at a sync point for a
+    sibling thread, which a decoding step of small matrices does many times
+    per token. Measured on the shared 2-core machine (load average 20-30),
+    two one-thread workers took the same CPU time as one two-thread worker
+    for the same windows but 45% less wall time. num_workers - 1 replicas more
+    let other threads run the model beside a post-call job (the live path,
+    qa.live_worker).
+    """
     from faster_whisper import WhisperModel
 
+    threads = threads or (os.cpu_count() or 1)
+    lanes = min(_LANES, threads) if device == "cpu" else 1
     return WhisperModel(
         model_path,
         device=device,
         compute_type=compute_type,
-        cpu_threads=threads or (os.cpu_count() or 1),
+        cpu_threads=max(1, threads // lanes),
+        num_workers=lanes + max(0, num_workers - 1),
         local_files_only=local_only,
-        num_workers=num_workers,
     )
 
 
@@ -173,11 +187,11 @@ def _decode(model, encoded, tokenizer, options: TranscribeOptions) -> list[_Deco
     ]
 
 
-def _tokenizer(model, encoded, windows: list[Window], options: TranscribeOptions):
-    """The configured language, or the one Whisper hears in the first batch (weighted by speech per window).
+def _tokenizer(model, pool, encoded: list, batches: list[list[Window]], options: TranscribeOptions):
+    """The configured language, or the one Whisper hears in the first round (weighted by speech per window).
 
-    Both parties of a call speak one language, and a batch holds up to
-    _BATCH windows of it: a steadier vote than one short window.
+    Both parties of a call speak one language, and a round holds up to
+    _LANES * _BATCH windows of it: a steadier vote than one short window.
     """
     from faster_whisper.tokenizer import Tokenizer
 
@@ -186,9 +200,10 @@ def _tokenizer(model, encoded, windows: list[Window], options: TranscribeOptions
         language = "en"
     elif language == "auto":
         votes: dict[str, float] = defaultdict(float)
-        for window, ranked in zip(windows, model.model.detect_language(encoded), strict=True):
-            for token, probability in ranked:
-                votes[token[2:-2]] += probability * window.speech_s
+        for batch, detected in zip(batches, pool.map(model.model.detect_language, encoded), strict=True):
+            for window, ranked in zip(batch, detected, strict=True):
+                for token, probability in ranked:
+                    votes[token[2:-2]] += probability * window.speech_s
         language = max(votes, key=votes.__getitem__)
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
 
@@ -247,21 +262,40 @@ def _without_echoes(segments: list[TranscriptSegment]) -> list[TranscriptSegment
     return kept
 
 
+def _rounds(windows: list[Window], lanes: int) -> list[list[list[Window]]]:
+    """Windows in even batches of at most _BATCH, grouped `lanes` batches to a round: 11 -> [[6, 5]]."""
+    count = min(len(windows), lanes * -(-len(windows) // (lanes * _BATCH)))
+    size = -(-len(windows) // count)
+    batches = [windows[i : i + size] for i in range(0, len(windows), size)]
+    return [batches[i : i + lanes] for i in range(0, len(batches), lanes)]
+
+
+def _encode(model, batch: list[Window]):
+    features = [_features(model, window) for window in batch]
+    return model.encode(np.stack([mel for mel, _ in features])), [frames for _, frames in features]
+
+
+def _batch_segments(model, batch: list[Window], encoded, frames, tokenizer, options) -> list[TranscriptSegment]:
+    decoded = _decode(model, encoded, tokenizer, options)
+    rows = [i for i, d in enumerate(decoded) if _credible(d, options)]
+    if not rows:
+        return []
+    words = _aligned_words(model, tokenizer, encoded, rows, decoded, frames)
+    return [segment for i in rows for segment in _window_segments(batch[i], words[i], options)]
+
+
 def transcribe_call(model, channels: list[ChannelSpeech], options: TranscribeOptions) -> list[TranscriptSegment]:
     """All channels' segments, each channel's in call order (not yet ordered across channels)."""
     windows = pack_windows(channels, options.padding_s)
-    size = -(-len(windows) // -(-len(windows) // _BATCH)) if windows else 1  # even batches: 10 -> 5 + 5
+    if not windows:
+        return []
+    lanes = model.model.num_workers
     tokenizer, segments = None, []
-    for first in range(0, len(windows), size):
-        batch = windows[first : first + size]
-        features = [_features(model, window) for window in batch]
-        encoded = model.encode(np.stack([mel for mel, _ in features]))
-        tokenizer = tokenizer or _tokenizer(model, encoded, batch, options)
-        decoded = _decode(model, encoded, tokenizer, options)
-        rows = [i for i, d in enumerate(decoded) if _credible(d, options)]
-        if not rows:
-            continue
-        words = _aligned_words(model, tokenizer, encoded, rows, decoded, [frames for _, frames in features])
-        for i in rows:
-            segments += _window_segments(batch[i], words[i], options)
+    with ThreadPoolExecutor(lanes) as pool:  # CTranslate2 lets go of the GIL: the lanes run in parallel
+        for batches in _rounds(windows, lanes):
+            encoded, frames = zip(*pool.map(_encode, repeat(model), batches), strict=True)
+            tokenizer = tokenizer or _tokenizer(model, pool, list(encoded), batches, options)
+            jobs = (repeat(model), batches, encoded, frames, repeat(tokenizer), repeat(options))
+            for batch_segments in pool.map(_batch_segments, *jobs):  # in batch order: speakers stay in call order
+                segments += batch_segments
     return _without_echoes(segments)
