@@ -13,6 +13,7 @@ import asyncpg
 
 from crm import audit
 from crm.errors import Conflict, NotFound, UserError
+from crm.floor import supervised_teams
 
 MODES = ("listen", "whisper", "barge")
 END_REASONS = ("left", "mode_change", "call_ended", "service_stopped")
@@ -27,19 +28,11 @@ class CallNotLive(Conflict):
     error_id = "call_not_live"
 
 
-async def supervised_teams(conn: asyncpg.Connection, user: dict) -> list[int]:
-    """Teams a supervisor looks after (reviewer_teams, as for QA review); [] = every team. Admins: []."""
-    if user["role"] == "admin":
-        return []
-    return [r["team_id"] for r in await conn.fetch(
-        "select team_id from reviewer_teams where reviewer_id = $1", user["id"])]
-
-
 async def monitorable_call(conn: asyncpg.Connection, user: dict, call_id: uuid.UUID) -> asyncpg.Record:
     """The call with its agent and team if `user` may monitor it: 404 none, 403 not their team.
 
-    Only supervisors and admins (the route says so too); a supervisor with teams assigned only
-    the calls of agents in those teams.
+    Only supervisors and admins (the route says so too), and only the teams crm.floor.supervised_teams
+    gives them: the one rule for the wallboard, listening and the live transcript.
     """
     if user["role"] not in ("supervisor", "admin"):
         raise NotYourTeam("only supervisors and admins may monitor calls")
@@ -59,7 +52,7 @@ async def monitorable_call(conn: asyncpg.Connection, user: dict, call_id: uuid.U
     if row is None:
         raise NotFound(f"no call {call_id}")
     teams = await supervised_teams(conn, user)
-    if teams and row["team_id"] not in teams:
+    if teams is not None and row["team_id"] not in teams:
         raise NotYourTeam("this call's agent is not in a team you supervise")
     return row
 

@@ -18,8 +18,10 @@ from aiohttp import WSMsgType, web
 
 from crm import calls
 from crm import live as live_store
-from crm.errors import Conflict, UserError
+from crm.errors import Conflict
 from crm.fields import parse_call_id
+from crm.floor import supervised_teams
+from crm.monitoring import NotYourTeam
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
 from telesales.app import CTX
@@ -34,11 +36,6 @@ DIRECTION_BYTE = {"agent": b"\x00", "customer": b"\x01"}
 
 class NotLive(Conflict):
     error_id = "call_not_live"
-
-
-class NotYourTeam(UserError):
-    status = 403
-    error_id = "forbidden"
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:
@@ -90,12 +87,14 @@ async def live_audio(request: web.Request) -> web.StreamResponse:
 
 
 async def _may_watch(conn, user: dict, call) -> None:
-    """A supervisor with a team watches only that team's agents' calls (when the agent has a team)."""
-    if user["role"] != "supervisor" or user["team_id"] is None or call["agent_id"] is None:
+    """The floor's one team rule (crm.floor.supervised_teams), as on the wallboard and the listen page."""
+    teams = await supervised_teams(conn, user)
+    if teams is None:
         return
-    team = await conn.fetchval("select team_id from users where id = $1", call["agent_id"])
-    if team is not None and team != user["team_id"]:
-        raise NotYourTeam("this call belongs to another team")
+    team = await conn.fetchval("select team_id from users where id = $1", call["agent_id"]) \
+        if call["agent_id"] is not None else None
+    if team not in teams:
+        raise NotYourTeam("this call's agent is not in a team you supervise")
 
 
 @routes.get(
