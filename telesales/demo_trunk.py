@@ -17,7 +17,6 @@ import json
 import logging
 import shutil
 import sys
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,11 +24,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from telesales.settings import SettingsError
+from telesales.speech_files import RATE, speak, write_wav
 
 log = logging.getLogger("telesales.demo_trunk")
 
 MODES = ("auto", "on", "off")
-RATE = 16_000  # the seats' bridge rate: the sim's player then needs no resampling
 # What the demo trunk says (file stem, text); the cache is keyed by the text.
 LINES = (
     ("greeting", "Hello, this is the telesales demo line. Your call is recorded."),
@@ -84,41 +83,9 @@ def route_desk_to_demo(settings: SimpleNamespace, cfg: DemoTrunkConfig | None) -
 # --- the demo audio --------------------------------------------------------------
 
 
-def _write_wav(path: Path, samples: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.astype("<i2").tobytes())
-    tmp.replace(path)  # a half-written file never looks like a cached one
-
-
-def _to_rate(path: Path) -> np.ndarray:
-    """espeak-ng writes 22.05 kHz; linear interpolation to RATE is plenty for a demo voice."""
-    with wave.open(str(path)) as w:
-        rate = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), "<i2")
-    n_out = int(round(len(samples) * RATE / rate))
-    return np.interp(np.arange(n_out) * (rate / RATE), np.arange(len(samples)), samples).astype(np.int16)
-
-
 def _tone(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     return (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-
-
-async def _speak(text: str, out: Path) -> bool:
-    raw = out.with_suffix(".espeak.wav")
-    proc = await asyncio.create_subprocess_exec(
-        "espeak-ng", "-w", str(raw), text, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        log.warning("espeak-ng failed; the demo trunk plays a tone", extra={"error": err.decode(errors="replace")})
-        return False
-    _write_wav(out, _to_rate(raw))
-    raw.unlink(missing_ok=True)
-    return True
 
 
 async def demo_audio(folder: Path) -> list[Path]:
@@ -126,21 +93,21 @@ async def demo_audio(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     pause = folder / "pause.wav"
     if not pause.exists():
-        _write_wav(pause, np.zeros(int(PAUSE_S * RATE), np.int16))
+        write_wav(pause, np.zeros(int(PAUSE_S * RATE), np.int16))
     if shutil.which("espeak-ng") is None:
         log.warning("espeak-ng is not installed: the demo trunk plays a tone instead of speech "
                     "(apt-get install espeak-ng)")
         tone = folder / "tone.wav"
         if not tone.exists():
-            _write_wav(tone, _tone(1.0))
+            write_wav(tone, _tone(1.0))
         return [tone, pause, tone]
     files = []
     for stem, text in LINES:
         path, marker = folder / f"{stem}.wav", folder / f"{stem}.txt"  # marker: the text the WAV says
         if not path.exists() or not marker.exists() or marker.read_text() != text:
-            if not await _speak(text, path):
+            if not await speak(text, path):
                 path = folder / "tone.wav"
-                _write_wav(path, _tone(1.0))
+                write_wav(path, _tone(1.0))
             else:
                 marker.write_text(text)
         files += [path, pause]

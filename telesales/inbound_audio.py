@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from telesales.demo_trunk import RATE, _speak, _write_wav
+from telesales.speech_files import RATE, speak, write_wav
 
 log = logging.getLogger("telesales.inbound")
 
@@ -73,7 +73,7 @@ class QueueAudio:
         path = self.folder / f"music-{self.music_seconds:g}s.wav"
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
-            _write_wav(path, music_samples(self.music_seconds))
+            write_wav(path, music_samples(self.music_seconds))
         return path
 
     async def position(self, n: int) -> Path:
@@ -91,9 +91,9 @@ class QueueAudio:
             if path.exists() and marker.exists() and marker.read_text() == text:
                 return path
             self.folder.mkdir(parents=True, exist_ok=True)
-            if shutil.which("espeak-ng") is None or not await _speak(text, path):
+            if shutil.which("espeak-ng") is None or not await speak(text, path):
                 log.warning("espeak-ng is missing or failed: the queue plays a chime instead of %r", text)
-                _write_wav(path, _chime())
+                write_wav(path, _chime())
                 return path  # no marker: tried again once espeak-ng is there
             marker.write_text(text)
         return path

@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from telesales.demo_trunk import _speak
+from telesales.speech_files import speak
 
 
 class PromptError(RuntimeError):
@@ -26,6 +26,6 @@ async def spoken_prompt(folder: Path, name: str, text: str) -> Path:
         return path
     if shutil.which("espeak-ng") is None:
         raise PromptError("espeak-ng is not installed (apt-get install espeak-ng)")
-    if not await _speak(text, path):
+    if not await speak(text, path):
         raise PromptError("espeak-ng failed to speak the prompt")
     return path

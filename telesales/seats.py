@@ -115,26 +115,25 @@ class SeatService:
         # Called with each event after its row is written, in event order (the predictive dialer follows
         # answers, the inbound queue its calls); a coroutine listener is awaited, so keep it short.
         self.listeners: list[Callable[[ev.Event], Any]] = []
-        # Queues of those waiting for calls to be answered or to end (browser headsets), fed after the row is written.
-        self._call_watchers: set[asyncio.Queue] = set()
         # agent id -> that agent's live browser headset (telesales/browser_headset.py): one per agent.
         self.browser_headsets: dict[int, Any] = {}
 
     @contextlib.contextmanager
     def watch_calls(self):
-        """A queue that gets each call id whose row just changed to answered or ended (drop-oldest, 100)."""
+        """A queue that gets each call id just answered or ended, after its row is written (drop-oldest, 100)."""
         queue: asyncio.Queue = asyncio.Queue(100)
-        self._call_watchers.add(queue)
+
+        def on_event(event: ev.Event) -> None:
+            if isinstance(event, (ev.CallAnswered, ev.CallEnded)):
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(event.call_id)
+
+        self.listeners.append(on_event)
         try:
             yield queue
         finally:
-            self._call_watchers.discard(queue)
-
-    def _notify_watchers(self, call_id: str) -> None:
-        for queue in self._call_watchers:
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(call_id)
+            self.listeners.remove(on_event)
 
     async def start(self) -> None:
         await self.recover_interrupted_recordings()
@@ -173,8 +172,6 @@ class SeatService:
             log.info(type(event).__name__, extra={"seat": event.seat, "call_id": getattr(event, "call_id", None)})
             try:
                 await self.apply(event)
-                if isinstance(event, (ev.CallAnswered, ev.CallEnded)):
-                    self._notify_watchers(event.call_id)
             except (NotFound, Conflict) as e:
                 # A call placed without the service (line test) or already closed: nothing to write.
                 log.info("seat event without an open call row: %s", e, extra={"seat": event.seat})
