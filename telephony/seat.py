@@ -37,6 +37,7 @@ from telephony.config import SeatConfig
 from telephony.endpoint import MAX_CALLS, account_config, call_param, start_endpoint, stop_endpoint
 from telephony.media_link import MAX_TAP_ID, MediaLink
 from telephony.recording import CallRecording, recording_path
+from telephony.sip_guard import install_guard
 
 log = logging.getLogger("telephony.seat")
 
@@ -56,6 +57,8 @@ class Seat:
         self.rejected_incoming = 0
         self.running = True
         self.handle = start_endpoint(cfg, f"telesales-seat/{cfg.name}")
+        # Answers what pjsua-lib drops or mis-answers (malformed, REGISTER, unknown methods): sip_guard.py.
+        self.sip_guard = install_guard(cfg.transport)
         self.account = SeatAccount(self)
         self.account.create(account_config(cfg, cfg.name, self.handle.transport_id))
 
