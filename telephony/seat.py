@@ -55,6 +55,7 @@ class Seat:
         self.media = media
         self.bridge = SeatBridge(media, self._dead.extend, lambda: list(self.calls.values()))
         self.rejected_incoming = 0
+        self._refusals: list[tuple[Any, int]] = []
         self.running = True
         self.handle = start_endpoint(cfg, f"telesales-seat/{cfg.name}")
         # Answers what pjsua-lib drops or mis-answers (malformed, REGISTER, unknown methods): sip_guard.py.
@@ -67,6 +68,7 @@ class Seat:
     def run(self, commands: queue.Queue) -> None:
         while self.running:
             self.handle.ep.libHandleEvents(10)
+            self._refuse_incoming()
             self._drain_commands(commands)
             self._ring_timeouts()
             self._write_recordings()
@@ -87,6 +89,14 @@ class Seat:
             except Exception as e:  # noqa: BLE001 - a bad command must not kill the calls in progress
                 log.exception("command %s failed", cmd)
                 reply(protocol.reply_error(request_id, f"{type(e).__name__}: {e}"))
+
+    def _refuse_incoming(self) -> None:
+        # Answered here, not inside onIncomingCall: a final answer from inside the callback to an INVITE
+        # without SDP aborts the process in pjsua 2.15.1 (pjsip_rx_data_free_cloned: Assertion `rdata').
+        while self._refusals:
+            call, code = self._refusals.pop(0)
+            call.answer(call_param(code))
+            self._dead.append(call)
 
     def _ring_timeouts(self) -> None:
         now = time.monotonic()
@@ -384,8 +394,7 @@ class Seat:
         if refusal:
             # Refused before any agent is rung or any row is written.
             self.rejected_incoming += 1
-            call.answer(call_param(refusal))
-            self._dead.append(call)
+            self._refusals.append((call, refusal))
             self.emit(ev.IncomingRejected(self.cfg.name, source, info.remoteUri, info.localUri, refusal))
             return
         state = CallState(call, call.call_id, "inbound", info.remoteUri)
