@@ -91,6 +91,8 @@ async def test_the_guard_answers_what_pjsua_drops_and_the_seat_keeps_working(sea
 
 
 async def test_an_invite_from_an_unlisted_peer_still_gets_403(seat):
+    # Without SDP on purpose: refused from inside onIncomingCall, such an INVITE aborted the seat (the
+    # 403 still went out, the manager restarted the seat, and the count below read 0).
     manager, transport, port = seat
     assert status(exchange(transport, port, lambda local: message("INVITE", port, transport, local))) == 403
     assert (await manager.seat("seat1").ping())["rejected_incoming"] == 1
