@@ -24,15 +24,14 @@ DIMS = ("agent", "campaign", "source", "total")
 KEYS = ("dim", "key")
 SUMS = ("starts", "stops")
 
-# $1 time zone; {candidates}: the customers to count, {day_filter}: which days' rows to write.
+# $1 time zone; {customers}: which customers to count, {day_filter}: which days' rows to write.
 _ROWS_SQL = """
-with cand as ({candidates}),
-g as (
+with g as (
     select k.customer_id, d.dim, d.key, min(k.first_order_at) as f
     from report_customer_keys k
     cross join lateral (values ('agent', k.agent_id::text), ('campaign', k.campaign_id::text),
                                ('source', k.source), ('total', '')) d (dim, key)
-    where k.customer_id in (select customer_id from cand)
+    {customers}
     group by 1, 2, 3
 ), v as (
     select g.dim, g.key, (g.f at time zone $1)::date as f_day, (r.ended at time zone $1)::date as x_day
@@ -48,6 +47,7 @@ select dim, day, key, sum(starts), sum(stops) from ev {day_filter} group by 1, 2
 """
 
 # Customers with a first order or a churn on one of the days $2: the only ones whose events move.
+# Fetched first, so the events are computed for those few by index, never for everyone.
 _DAY_CANDIDATES = """
 select k.customer_id from unnest($2::date[]) t (day)
 join report_customer_keys k on k.first_order_at >= t.day::timestamp at time zone $1
@@ -65,8 +65,7 @@ async def rebuild(conn: asyncpg.Connection, time_zone: str) -> None:
     """Every day from scratch (caller holds the refresh lock, in a transaction)."""
     await conn.execute("truncate report_churn_daily, report_churn_monthly")
     await conn.execute("delete from report_churn_dirty_days")
-    await conn.execute(_ROWS_SQL.format(candidates="select customer_id from report_customers", day_filter=""),
-                       time_zone)
+    await conn.execute(_ROWS_SQL.format(customers="", day_filter=""), time_zone)
     await conn.execute(_MONTHS_SQL)
     await conn.execute("update report_rollup_state set churn_built = true")
 
@@ -75,8 +74,10 @@ async def recompute(conn: asyncpg.Connection, days: list[dt.date], time_zone: st
     """The rows of `days` only (replace_days: report_rollup._replace_days, which moves the months)."""
 
     async def fill() -> None:
-        sql = _ROWS_SQL.format(candidates=_DAY_CANDIDATES, day_filter="where day = any($2::date[])")
-        await conn.execute(sql, time_zone, days)
+        customers = [r[0] for r in await conn.fetch(_DAY_CANDIDATES, time_zone, days)]
+        sql = _ROWS_SQL.format(customers="where k.customer_id = any($3::bigint[])",
+                               day_filter="where day = any($2::date[])")
+        await conn.execute(sql, time_zone, days, customers)
 
     await replace_days(conn, "report_churn_daily", KEYS, SUMS, days, fill)
 

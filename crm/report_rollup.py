@@ -176,10 +176,23 @@ async def _fill_calls(conn, agent_days: dict[dt.date, list[int] | None], time_zo
         await conn.execute(sql, Decimal(str(effective_s)))
 
 
+# report_call_agent_daily from report_call_daily: the rows `where` selects.
+_AGENT_SQL = f"""insert into report_call_agent_daily (day, agent_id, {", ".join(CALL_SUMS)})
+select d.day, d.agent_id, {", ".join(f"sum(d.{s})" for s in CALL_SUMS)}
+from report_call_daily d where {{where}} group by 1, 2"""
+
+
+async def _replace_calls(conn, where: str, args: list, days: list[dt.date], fill) -> None:
+    """The call rows `where` selects, in report_call_daily and the per-agent table, and their months."""
+    await _replace_rows(conn, "report_call_daily", CALL_KEYS, CALL_SUMS, where, args, days, fill)
+    await _replace_rows(conn, "report_call_agent_daily", ("agent_id",), CALL_SUMS, where, args, days,
+                        lambda: conn.execute(_AGENT_SQL.format(where=where), *args))
+
+
 async def _recompute_days(conn, days: list[dt.date], time_zone: str, effective_s: float) -> None:
     """Whole days: every call row and the status seconds."""
-    await _replace_days(conn, "report_call_daily", CALL_KEYS, CALL_SUMS, days,
-                        lambda: _fill_calls(conn, dict.fromkeys(days), time_zone, effective_s))
+    await _replace_calls(conn, "d.day = any($1::date[])", [days], days,
+                         lambda: _fill_calls(conn, dict.fromkeys(days), time_zone, effective_s))
     await _recompute_status(conn, days, time_zone)
 
 
@@ -195,8 +208,7 @@ async def _recompute_agent_days(conn, pairs: list[tuple[dt.date, int]], time_zon
         by_day.setdefault(day, []).append(agent)
     where = "(d.day, d.agent_id) in (select * from unnest($1::date[], $2::bigint[]))"
     args = [[d for d, _ in pairs], [a for _, a in pairs]]
-    await _replace_rows(conn, "report_call_daily", CALL_KEYS, CALL_SUMS, where, args, list(by_day),
-                        lambda: _fill_calls(conn, by_day, time_zone, effective_s))
+    await _replace_calls(conn, where, args, list(by_day), lambda: _fill_calls(conn, by_day, time_zone, effective_s))
 
 
 async def _all_days(conn: asyncpg.Connection, time_zone: str) -> list[dt.date]:
@@ -217,7 +229,7 @@ async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float) 
     async with conn.transaction():
         await conn.execute("select pg_advisory_xact_lock($1)", _REFRESH_LOCK)
         await conn.execute("truncate report_call_daily, report_status_daily, report_call_monthly, "
-                           "report_status_monthly")
+                           "report_status_monthly, report_call_agent_daily, report_call_agent_monthly")
         # The churn tables are kept by triggers; rebuilt too, for data loaded with triggers off.
         await conn.execute("select report_customers_refresh(null)")
         for marks in ("report_dirty_days", "report_dirty_agent_days", "report_status_dirty_days"):
@@ -229,6 +241,8 @@ async def rebuild(conn: asyncpg.Connection, time_zone: str, effective_s: float) 
         await conn.execute(_months_sql("report_call_daily", ("agent_id", "campaign_id", "source"), CALL_SUMS),
                            months)
         await conn.execute(_months_sql("report_status_daily", ("agent_id",), STATUS_SUMS), months)
+        await conn.execute(_AGENT_SQL.format(where="true"))
+        await conn.execute(_months_sql("report_call_agent_daily", ("agent_id",), CALL_SUMS), months)
         await report_churn.rebuild(conn, time_zone)
         await conn.execute(
             "update report_rollup_state set time_zone = $1, effective_seconds = $2, stale = false",

@@ -186,6 +186,15 @@ _END = "(:last::date + 1)::timestamp at time zone :tz"
 # --- the funnel ----------------------------------------------------------------
 
 _CALL_COLUMNS = "agent_id, campaign_id, source, " + ", ".join(report_rollup.CALL_SUMS)
+_AGENT_CALL_COLUMNS = "agent_id, null::bigint as campaign_id, null::text as source, " + ", ".join(
+    report_rollup.CALL_SUMS)
+
+
+def _call_facts(by: str) -> str:
+    """Groupings that need no campaign or source read the per-agent rollup (far fewer rows)."""
+    if by in ("campaign", "source"):
+        return _rollup_facts("report_call_daily", _CALL_COLUMNS, by)
+    return _rollup_facts("report_call_agent_daily", _AGENT_CALL_COLUMNS, by)
 _STATUS_COLUMNS = "agent_id, null::bigint as campaign_id, null::text as source, " + ", ".join(
     report_rollup.STATUS_SUMS
 )
@@ -359,8 +368,7 @@ def _finish_funnel(row: dict, by: str) -> dict:
 
 async def _funnel_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
-                                params))
+    _merge(rows, await _grouped(conn, _call_facts(by), _FUNNEL_SUMS, by, params))
     # Status time belongs to no campaign or source: those groupings get it in the total only.
     status_by = "total" if by in ("campaign", "source") else by
     status = _rollup_facts("report_status_daily", _STATUS_COLUMNS, status_by)
@@ -513,8 +521,7 @@ def _finish_cost(row: dict, s: ReportSettings) -> dict:
 
 async def _cost_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
-                                params))
+    _merge(rows, await _grouped(conn, _call_facts(by), _FUNNEL_SUMS, by, params))
     _merge(rows, await _grouped(conn, _LEAD_FACTS, _LEAD_SUMS, by, params))
     return rows
 

@@ -127,3 +127,33 @@ begin
     end if;
     return null;
 end $$;
+
+-- The call sums per day and agent only (and per month): the agent, team, day,
+-- week, month and total groupings read these, about 100 times fewer rows than
+-- report_call_daily (agent x campaign x source) on a busy day. Derived from
+-- report_call_daily whenever its rows change (crm/report_rollup.py).
+create table report_call_agent_daily (
+    day date not null,
+    agent_id bigint not null,
+    dials integer not null,
+    connects integer not null,
+    effective integer not null,
+    intents integer not null,
+    sales integer not null,
+    revenue numeric(18, 2) not null,
+    handled integer not null,
+    talk_seconds numeric(14, 3) not null,
+    wrap_seconds numeric(14, 3) not null,
+    primary key (day, agent_id)
+);
+create table report_call_agent_monthly (like report_call_agent_daily including all);
+alter table report_call_agent_monthly rename column day to month;
+
+insert into report_call_agent_daily
+select day, agent_id, sum(dials), sum(connects), sum(effective), sum(intents), sum(sales), sum(revenue),
+       sum(handled), sum(talk_seconds), sum(wrap_seconds)
+from report_call_daily group by 1, 2;
+insert into report_call_agent_monthly
+select month, agent_id, sum(dials), sum(connects), sum(effective), sum(intents), sum(sales), sum(revenue),
+       sum(handled), sum(talk_seconds), sum(wrap_seconds)
+from report_call_monthly group by 1, 2;
