@@ -1,18 +1,22 @@
 """The daily call rollup behind the funnel and cost reports, and how it stays correct.
 
 report_call_daily holds one row per report day, agent, campaign and lead source
-channel, report_status_daily one per day and agent (agent status seconds);
-report_call_monthly and report_status_monthly hold the same sums per month,
-for long ranges. Triggers on calls, call_dispositions, qa_results, orders and leads
-(crm/migrations/0004_reports.sql) add the day of every call whose figures may
-have changed to report_dirty_days, in the writer's own transaction; refresh()
-recomputes exactly those days from the raw tables before a report reads the
-rollup. A late disposition or QA result therefore shows in the next report,
-and a day nobody touched is never recomputed; a recomputed day moves its
-month's row by its own difference (the month is never re-summed). The churn
-rollup (crm/report_churn.py) is refreshed the same way from its own dirty days. When the settings the rollup
-depends on (report time zone, effective-conversation seconds) change, or a
-disposition code's flags change, the whole rollup is rebuilt once.
+channel, report_call_agent_daily the same sums per day and agent only (what the
+agent, team and time groupings read), report_status_daily one row per day and
+agent (agent status seconds); the *_monthly tables hold the same sums per month,
+for long ranges. Triggers (crm/migrations/0004_reports.sql, 0014) mark, in the
+writer's own transaction, what may have changed: a call, its disposition, QA
+result or order marks the call's day and agent (report_dirty_agent_days), a
+status interval its days (report_status_dirty_days), a lead's source change
+every day and agent of its calls; report_dirty_days (a whole day) is kept for
+anything else. refresh() recomputes exactly those rows from the raw tables
+before a report reads the rollup, and moves their months' rows by the
+difference (a month is never summed again). A late disposition therefore shows
+in the next report and costs one agent's calls of one day. The churn rollup
+(crm/report_churn.py) is refreshed the same way from its own dirty days. When
+the settings the rollup depends on (report time zone, effective-conversation
+seconds) change, or a disposition code's flags change, the whole rollup is
+rebuilt once.
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 Every report takes a date range (inclusive, days in reports.time_zone) and a
 grouping (agent, team, campaign, source, day, week, month) and returns one row
 per group plus a total row computed on its own (a customer who churns counts
-once in the total even when two agents sold to them). Call figures come from
-the daily rollup (crm/report_rollup.py), refreshed before each read; the
-smaller tables (orders, complaints, surveys, follow-ups, agent status, leads)
-are read directly. What each figure means: crm/report_definitions.py.
+once in the total even when two agents sold to them). Call figures and agent
+status seconds come from the daily/monthly rollups (crm/report_rollup.py),
+customers active at a range's start from the churn rollup
+(crm/report_churn.py), all refreshed before each read; the smaller tables
+(complaints, surveys, follow-ups, leads, the range's churned customers) are
+read directly. What each figure means: crm/report_definitions.py.
 """
 
 from __future__ import annotations
