@@ -2,7 +2,8 @@
 
 report_customers / report_customer_keys (kept by triggers, 0004) hold each
 customer's first order per agent, campaign and lead source and when they
-churned. report_churn_daily turns them into two events per customer and group:
+churned (a team is its agents' team now: moving an agent rebuilds this
+rollup). report_churn_daily turns them into two events per customer and group:
 a start on the day of the first order in that group and a stop on the day they
 churned (only if after that first order: churned before, never active there).
 Active at the start of day S = the starts minus the stops before S: whole months
@@ -20,7 +21,7 @@ import datetime as dt
 
 import asyncpg
 
-DIMS = ("agent", "campaign", "source", "total")
+DIMS = ("agent", "team", "campaign", "source", "total")
 KEYS = ("dim", "key")
 SUMS = ("starts", "stops")
 
@@ -29,8 +30,9 @@ _ROWS_SQL = """
 with g as (
     select k.customer_id, d.dim, d.key, min(k.first_order_at) as f
     from report_customer_keys k
-    cross join lateral (values ('agent', k.agent_id::text), ('campaign', k.campaign_id::text),
-                               ('source', k.source), ('total', '')) d (dim, key)
+    left join users u on u.id = k.agent_id
+    cross join lateral (values ('agent', k.agent_id::text), ('team', coalesce(u.team_id, 0)::text),
+                               ('campaign', k.campaign_id::text), ('source', k.source), ('total', '')) d (dim, key)
     {customers}
     group by 1, 2, 3
 ), v as (

@@ -242,18 +242,6 @@ _CHURNED_FACTS = f"""select r.customer_id, nullif(k.agent_id, 0) as agent_id, nu
 from report_customers r join report_customer_keys k on k.customer_id = r.customer_id
 where r.ended >= {_START} and r.ended < {_END} and k.first_order_at < {_START}"""
 
-# Team: a customer sold by two agents of one team counts once, and teams change: read from the
-# customer tables directly (all customers who ordered before the range).
-_TEAM_ACTIVE = f"""with keyed as (
-    select distinct k.customer_id, u.team_id
-    from report_customer_keys k left join users u on u.id = k.agent_id
-    where k.first_order_at < {_START}
-)
-select coalesce(f.team_id, 0)::text as key, count(*) as active_customers
-from keyed f join report_customers r on r.customer_id = f.customer_id
-where r.ended is null or r.ended >= {_START}
-group by 1"""
-
 # By period: the customers who churned in the range, by the bucket of their churn; counted when they
 # began before that bucket.
 _CHURNED_BY_TIME = f"""select {{ended_bucket}}::text as key, count(*) filter (
@@ -272,14 +260,10 @@ async def _active_by_key(conn, period: Period, by: str, params: dict) -> dict[st
     """{key: {label, active_customers}} of the range's start, the total row included."""
     total = (await report_churn.active_at(conn, "total", period.first)).get("", 0)
     rows = {"total": {"key": "total", "label": "Total", "active_customers": total}}
-    if by == "team":
-        text, args = _numbered(_TEAM_ACTIVE, params)
-        active = {r["key"]: r["active_customers"] for r in await conn.fetch(text, *args)}
-    elif by in _DIM_COLUMNS:
-        active = await report_churn.active_at(conn, by, period.first)
-    else:
+    if by not in report_churn.DIMS or by == "total":
         return rows
-    if by == "team":
+    active = await report_churn.active_at(conn, by, period.first)
+    if by == "team":  # the key is the team itself
         names = {str(r["id"]): r["name"] for r in await conn.fetch(
             "select id, name from teams where id = any($1::bigint[])", [int(k) for k in active if k != "0"])}
         for key, n in active.items():

@@ -106,3 +106,19 @@ async def test_a_month_range_reads_the_monthly_rollup_with_the_same_figures_as_i
     for field in ("dials", "connects", "sales", "revenue", "talk_seconds", "ready_seconds", "active_customers",
                   "churned"):
         assert month["total"][field] == days["total"][field], field
+
+
+async def test_moving_an_agent_to_another_team_moves_their_customers_in_the_churn_figures(conn, history):
+    d3 = D2 + dt.timedelta(days=1)
+
+    async def teams() -> dict[str, tuple[int, int]]:
+        report = await reports.run_report(conn, "funnel", d3, d3, "team", SETTINGS)
+        return {r["label"]: (r["active_customers"], r["churned"]) for r in report["rows"]}
+
+    assert (await teams())["North"] == (1, 0)  # bob's customer of call 5 (ann's churned)
+    south = await conn.fetchval("select team_id from users where id = $1", history.agents["cyd"])
+    await conn.execute("update users set team_id = $1 where id = $2", south, history.agents["bob"])
+    assert not await conn.fetchval("select churn_built from report_rollup_state")
+    moved = await teams()
+    assert moved["South"] == (1, 0) and moved.get("North", (0, 0)) == (0, 0)
+    await _same_as_a_rebuild(conn)

@@ -1,7 +1,7 @@
 -- Reports at ten million calls: a churn rollup so "customers active at the
 -- start of the period" no longer counts every customer who ever ordered.
 --
--- Per customer and group (an agent, a campaign, a lead source, or everyone)
+-- Per customer and group (an agent, a team, a campaign, a lead source, or everyone)
 -- two events: it starts on the day of the customer's first order in that
 -- group and stops on the day the customer churned (if it churned after that
 -- first order; a customer who churned before never counts as active there).
@@ -10,9 +10,9 @@
 -- Churned in a range is read from the few customers who churned in it
 -- (report_customers_ended). crm/report_rollup.py keeps both tables.
 create table report_churn_daily (
-    dim text not null check (dim in ('agent', 'campaign', 'source', 'total')),
+    dim text not null check (dim in ('agent', 'team', 'campaign', 'source', 'total')),
     day date not null,
-    key text not null,       -- agent or campaign id ('0': none), source ('': none), '' for total
+    key text not null,       -- agent, team or campaign id ('0': none), source ('': none), '' for total
     starts integer not null,
     stops integer not null,
     primary key (dim, day, key)
@@ -157,3 +157,15 @@ insert into report_call_agent_monthly
 select month, agent_id, sum(dials), sum(connects), sum(effective), sum(intents), sum(sales), sum(revenue),
        sum(handled), sum(talk_seconds), sum(wrap_seconds)
 from report_call_monthly group by 1, 2;
+
+-- A customer's team is their agents' team now: moving an agent to another
+-- team rebuilds the churn rollup once (at the next report).
+create function report_team_changed() returns trigger language plpgsql as $$
+begin
+    update report_rollup_state set churn_built = false;
+    return null;
+end $$;
+
+create trigger report_team_changed after update of team_id on users
+    for each row when (old.team_id is distinct from new.team_id)
+    execute function report_team_changed();
