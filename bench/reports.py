@@ -1,6 +1,6 @@
 """The sales funnel on a large generated history: ours (rollup) against a naive GROUP BY on the raw tables.
 
-    .venv/bin/python bench/reports.py [--calls 1000000] [--leads 100000] [--repeat 20] [--keep DIR]
+    .venv/bin/python bench/reports.py [--calls 1000000] [--leads 100000] [--repeat 20] [--keep DIR] [--parts]
 
 Starts its own embedded PostgreSQL in a temporary folder (or reuses DIR with
 --keep, so a big data set is generated once), and generates with
@@ -10,21 +10,33 @@ two years 2024-2025 (Asia/Shanghai), dispositions in realistic shares (about
 40% answered by a person, 3% sales with an order each, 2% of the orders later
 cancelled, some do-not-call requests), a wrap-up row per answered call, a QA
 result (customer talk seconds) for a quarter of them, and agent status rows.
-Then the rollup is built once (timed), and for one day, one month and one
-year the funnel by agent is run `--repeat` times each:
+Then the rollup is built once (timed), brought up to date once (a data set
+from before migration 0014 builds its churn and per-agent rollups here, not
+inside a timed run), and for one day, one month and one year the funnel by
+agent is run `--repeat` times each:
 
-- ours: crm.reports.run_report("funnel", by="agent"): the rollup (refreshed
-  first), agent status time, churn and the total row, as the API answers;
+- ours: crm.reports.run_report("funnel", by="agent"), as the API answers:
+  the rollup refresh check, the call sums from the per-agent rollup
+  (report_call_agent_daily/monthly: whole months from the monthly table, the
+  days at either end from the daily one), agent status seconds from
+  report_status_daily/monthly the same way, customers active at the range's
+  start from the churn rollup (report_churn_daily/monthly: starts minus stops
+  before that day), and the customers who churned in the range from the
+  index on report_customers.ended, the total row included. What each part
+  reads depends on the range's length, not on how many years of calls lie
+  before it; --parts prints each query's time and shared buffers
+  (EXPLAIN (ANALYZE, BUFFERS)) for every range, to check that.
 - baseline: one naive GROUP BY agent over calls joined to dispositions,
   call_dispositions, qa_results and orders for the same call figures (no churn,
   no status time, no total), straight from the raw tables.
 
 Prints p50/p95 of each and the ratio baseline/ours; goal: ours p95 < 500 ms for
-every range. Finally one late disposition is written and the next report timed
-(its day and month are recomputed). Full size: --calls 10000000 --leads 1000000
-(on a shared 2-core machine about an hour to generate; the calls insert at
-about 6,000 rows/s). 2,000,000 calls there: ours p95 305/395/349 ms for
-day/month/year, naive 1.3/3.0/8.8 s.
+every range. Finally one late disposition is written and the refresh and the
+next year-long report are timed: only that call's agent on that day is
+recomputed (about 100 calls at 10M, not the day's 13,700), and the day's month
+rows move by the day's difference instead of being summed again. Full size:
+--calls 10000000 --leads 1000000 (on a shared 2-core machine about an hour to
+generate; the calls insert at about 6,000 rows/s).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import shutil
 import statistics
 import sys
@@ -195,6 +208,10 @@ async def generate(conn, calls: int, leads: int) -> float:
     return time.perf_counter() - started
 
 
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -206,6 +223,52 @@ async def _timed(repeat: int, run) -> list[float]:
         await run()
         times.append((time.perf_counter() - started) * 1000)
     return times
+
+
+class _Parts:
+    """A connection that times each statement and EXPLAINs (ANALYZE, BUFFERS) each read (--parts)."""
+
+    def __init__(self, conn) -> None:
+        self._conn, self.log = conn, []
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    async def _run(self, method: str, sql: str, *args):
+        started = time.perf_counter()
+        result = await getattr(self._conn, method)(sql, *args)
+        ms = (time.perf_counter() - started) * 1000
+        plan = None
+        if sql.lstrip().lower().startswith(("with", "select")):
+            value = (await self._conn.fetch("explain (analyze, buffers, format json) " + sql, *args))[0][0]
+            top = (json.loads(value) if isinstance(value, str) else value)[0]
+            node = top["Plan"]
+            plan = (top["Execution Time"], node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0),
+                    node.get("Actual Rows"))
+        self.log.append((ms, " ".join(sql.split())[:80], plan))
+        return result
+
+    async def fetch(self, sql, *args):
+        return await self._run("fetch", sql, *args)
+
+    async def fetchrow(self, sql, *args):
+        return await self._run("fetchrow", sql, *args)
+
+    async def fetchval(self, sql, *args):
+        return await self._run("fetchval", sql, *args)
+
+    async def execute(self, sql, *args):
+        return await self._run("execute", sql, *args)
+
+
+async def parts(conn) -> None:
+    for name, (first, last) in RANGES.items():
+        spy = _Parts(conn)
+        await reports.run_report(spy, "funnel", first, last, "agent", SETTINGS)
+        print(f"parts of the {name} report (wall ms; EXPLAIN ANALYZE ms, shared buffers, rows; statement):")
+        for ms, sql, plan in spy.log:
+            explained = f"{plan[0]:7.1f} ms {plan[1]:6} buf {plan[2]:6.0f} rows" if plan else " " * 32
+            print(f"  {ms:7.1f} ms  {explained}  {sql}")
 
 
 async def measure(conn, repeat: int, naive_repeat: int) -> None:
@@ -227,10 +290,12 @@ async def late_disposition(conn) -> None:
     await conn.execute("update calls set disposition = 'INTERESTED' where id = $1", call["id"])
     first, last = RANGES["year"]
     started = time.perf_counter()
+    days = await report_rollup.refresh(conn, TZ, SETTINGS.effective_seconds)
+    refresh_ms = (time.perf_counter() - started) * 1000
     report = await reports.run_report(conn, "funnel", first, last, "agent", SETTINGS)
     ms = (time.perf_counter() - started) * 1000
-    print(f"late disposition: next year-long report {ms:.0f} ms (one day recomputed); "
-          f"total intents {report['total']['intents']:,}")
+    print(f"late disposition: next year-long report {ms:.0f} ms, of which the refresh {refresh_ms:.0f} ms "
+          f"({days} day, one agent's calls recomputed); total intents {report['total']['intents']:,}")
 
 
 async def bench(args) -> None:
@@ -265,8 +330,14 @@ async def bench(args) -> None:
                                      "(select count(*) from orders) orders, (select count(*) from qa_results) qa")
         print(f"data: {counts['calls']:,} calls, {counts['leads']:,} leads, {counts['orders']:,} orders, "
               f"{counts['qa']:,} QA results")
+        started = time.perf_counter()
+        await report_rollup.refresh(conn, TZ, SETTINGS.effective_seconds)  # pending changes, new rollups
+        print(f"rollup brought up to date in {time.perf_counter() - started:.1f} s; load {_load()}", flush=True)
+        if args.parts:
+            await parts(conn)
         await measure(conn, args.repeat, args.naive_repeat)
         await late_disposition(conn)
+        print(f"load average at the end: {_load()}")
         await conn.close()
     finally:
         if not args.keep:
@@ -280,6 +351,8 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=100_000, help="leads and customers (full size: 1000000)")
     parser.add_argument("--repeat", type=int, default=20, help="runs of ours per range")
     parser.add_argument("--naive-repeat", type=int, default=5, help="runs of the naive GROUP BY per range")
+    parser.add_argument("--parts", action="store_true",
+                        help="print each query of the report with its time and buffers (EXPLAIN ANALYZE) first")
     parser.add_argument("--keep", help="keep the server and data in this folder and reuse them next time")
     args = parser.parse_args()
     asyncio.run(bench(args))

@@ -3,10 +3,12 @@
 Every report takes a date range (inclusive, days in reports.time_zone) and a
 grouping (agent, team, campaign, source, day, week, month) and returns one row
 per group plus a total row computed on its own (a customer who churns counts
-once in the total even when two agents sold to them). Call figures come from
-the daily rollup (crm/report_rollup.py), refreshed before each read; the
-smaller tables (orders, complaints, surveys, follow-ups, agent status, leads)
-are read directly. What each figure means: crm/report_definitions.py.
+once in the total even when two agents sold to them). Call figures and agent
+status seconds come from the daily/monthly rollups (crm/report_rollup.py),
+customers active at a range's start from the churn rollup
+(crm/report_churn.py), all refreshed before each read; the smaller tables
+(complaints, surveys, follow-ups, leads, the range's churned customers) are
+read directly. What each figure means: crm/report_definitions.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 
 import asyncpg
 
-from crm import report_rollup
+from crm import report_churn, report_rollup
 from crm.errors import UserError
 from crm.report_definitions import GROUPINGS, REPORTS
 
@@ -186,6 +188,15 @@ _END = "(:last::date + 1)::timestamp at time zone :tz"
 # --- the funnel ----------------------------------------------------------------
 
 _CALL_COLUMNS = "agent_id, campaign_id, source, " + ", ".join(report_rollup.CALL_SUMS)
+_AGENT_CALL_COLUMNS = "agent_id, null::bigint as campaign_id, null::text as source, " + ", ".join(
+    report_rollup.CALL_SUMS)
+
+
+def _call_facts(by: str) -> str:
+    """Groupings that need no campaign or source read the per-agent rollup (far fewer rows)."""
+    if by in ("campaign", "source"):
+        return _rollup_facts("report_call_daily", _CALL_COLUMNS, by)
+    return _rollup_facts("report_call_agent_daily", _AGENT_CALL_COLUMNS, by)
 _STATUS_COLUMNS = "agent_id, null::bigint as campaign_id, null::text as source, " + ", ".join(
     report_rollup.STATUS_SUMS
 )
@@ -224,61 +235,76 @@ sum(f.talk_seconds) as talk_seconds, sum(f.wrap_seconds) as wrap_seconds"""
 _STATUS_SUMS = """sum(f.pause_seconds) as pause_seconds, sum(f.ready_seconds) as ready_seconds,
 sum(f.logged_in_seconds) as logged_in_seconds"""
 
-# Customers who ever ordered, with when they began and churned, and the agents, campaigns and
-# sources of their orders: kept by triggers (report_customers, report_customer_keys).
-_CHURN_CTES = f"""rel as (
-    select customer_id, began, ended from report_customers where began < {_END}
-)"""
+# Churn (crm/report_churn.py): active customers at the start of the range from the churn rollup;
+# churned from the customers whose churn falls in the range, each counted once per group.
+_CHURNED_FACTS = f"""select r.customer_id, nullif(k.agent_id, 0) as agent_id, nullif(k.campaign_id, 0) as campaign_id,
+    nullif(k.source, '') as source
+from report_customers r join report_customer_keys k on k.customer_id = r.customer_id
+where r.ended >= {_START} and r.ended < {_END} and k.first_order_at < {_START}"""
 
-_CHURN_BY_KEY = f"""with {_CHURN_CTES}, keyed as (
-    select customer_id, nullif(agent_id, 0) as agent_id, nullif(campaign_id, 0) as campaign_id,
-           nullif(source, '') as source
-    from report_customer_keys where first_order_at < {_START}
-)
-select {{key}} as key, {{label}} as label,
-       count(distinct f.customer_id) filter (where r.ended is null or r.ended >= {_START}) as active_customers,
-       count(distinct f.customer_id) filter (where r.ended >= {_START} and r.ended < {_END}) as churned
-from keyed f join rel r on r.customer_id = f.customer_id
-{_JOINS}
-where r.began < {_START}
-group by {{group_by}}"""
+# By period: the customers who churned in the range, by the bucket of their churn; counted when they
+# began before that bucket.
+_CHURNED_BY_TIME = f"""select {{ended_bucket}}::text as key, count(*) filter (
+           where r.began < {_START} or {{began_bucket}} < {{ended_bucket}}) as churned
+from report_customers r where r.ended >= {_START} and r.ended < {_END}
+group by 1"""
 
-# By period: each customer's start and end fall into a bucket (null: before the range);
-# the active count at a bucket's start is everything started minus everything ended before it.
-_CHURN_BY_TIME = f"""with {_CHURN_CTES}, placed as (
-    select case when r.began < {_START} then null else {{began_bucket}} end as b_began,
-           case when r.ended < {_START} then null else {{ended_bucket}} end as b_ended,
-           r.ended is not null and r.ended < {_END} as ends
-    from rel r
-), ev as (
-    select b_began as b, 1 as s, 0 as e, 0 as c from placed
-    union all
-    select b_ended, 0, 1, case when b_ended is not null and (b_began is null or b_began < b_ended) then 1 else 0 end
-    from placed where ends
-), agg as (
-    select b, sum(s) as s, sum(e) as e, sum(c) as c from ev group by b
-)
-select k.b::text as key, k.b::text as label,
-       (select coalesce(sum(s - e), 0) from agg where b is null)
-       + coalesce(sum(coalesce(a.s, 0) - coalesce(a.e, 0))
-                  over (order by k.b rows between unbounded preceding and 1 preceding), 0) as active_customers,
-       coalesce(a.c, 0) as churned
-from unnest(:buckets::date[]) as k (b) left join agg a on a.b = k.b"""
+_DIM_COLUMNS = {
+    "agent": "nullif(key, '0')::bigint as agent_id, null::bigint as campaign_id, null::text as source",
+    "campaign": "null::bigint as agent_id, nullif(key, '0')::bigint as campaign_id, null::text as source",
+    "source": "null::bigint as agent_id, null::bigint as campaign_id, nullif(key, '') as source",
+}
+
+
+async def _active_by_key(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
+    """{key: {label, active_customers}} of the range's start, the total row included."""
+    total = (await report_churn.active_at(conn, "total", period.first)).get("", 0)
+    rows = {"total": {"key": "total", "label": "Total", "active_customers": total}}
+    if by not in report_churn.DIMS or by == "total":
+        return rows
+    active = await report_churn.active_at(conn, by, period.first)
+    if by == "team":  # the key is the team itself
+        names = {str(r["id"]): r["name"] for r in await conn.fetch(
+            "select id, name from teams where id = any($1::bigint[])", [int(k) for k in active if k != "0"])}
+        for key, n in active.items():
+            rows[key] = {"key": key, "label": names.get(key, "(no team)"), "active_customers": n}
+        return rows
+    # Labels the way every other part makes them: the keys through the same joins.
+    facts = f"select k.key, {_DIM_COLUMNS[by]} from unnest(:keys::text[]) k (key)"
+    key, label = _key(by)
+    text, args = _numbered(f"with f as ({facts}) select {key} as key, {label} as label from f {_JOINS}",
+                           {**params, "keys": list(active)})
+    for r in await conn.fetch(text, *args):
+        rows[r["key"]] = {"key": r["key"], "label": r["label"], "active_customers": active[r["key"]]}
+    return rows
+
+
+async def _churn_by_time(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
+    """Per bucket: customers active at its start (the range's start plus the rollup's daily changes)
+    and those who churned in it; the total row counts each customer once over the range."""
+    active = (await report_churn.active_at(conn, "total", period.first)).get("", 0)
+    change = await report_churn.daily_change(conn, period.first, period.last)
+    day = "(r.{} at time zone :tz)::date"
+    sql = _CHURNED_BY_TIME.format(began_bucket=_time_key(by, day.format("began")),
+                                  ended_bucket=_time_key(by, day.format("ended")))
+    text, args = _numbered(sql, params)
+    churned = {r["key"]: r["churned"] for r in await conn.fetch(text, *args)}
+    rows, buckets = {}, period.buckets(by)
+    for start, end in zip(buckets, [*buckets[1:], period.last + dt.timedelta(days=1)], strict=True):
+        key = start.isoformat()
+        rows[key] = {"key": key, "label": key, "active_customers": active, "churned": churned.get(key, 0)}
+        active += sum(change.get(start + dt.timedelta(days=i), 0) for i in range((end - start).days))
+    return rows
 
 
 async def _churn(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     if by in TIME_GROUPINGS:
-        day = "(r.{} at time zone :tz)::date"
-        sql = _CHURN_BY_TIME.format(
-            began_bucket=_time_key(by, day.format("began")), ended_bucket=_time_key(by, day.format("ended"))
-        )
-        text, args = _numbered(sql, {**params, "buckets": period.buckets(by)})
-        rows = {r["key"]: dict(r.items()) for r in await conn.fetch(text, *args)}
+        rows = await _churn_by_time(conn, period, by, params)
         total = await _churn(conn, period, "total", params)  # a customer counts once over the range
         return {**rows, **total}
-    key, label, group_by = _with_total(by)
-    text, args = _numbered(_CHURN_BY_KEY.format(key=key, label=label, group_by=group_by), params)
-    return {r["key"]: dict(r.items()) for r in await conn.fetch(text, *args)}
+    rows = await _active_by_key(conn, period, by, params)
+    _merge(rows, await _grouped(conn, _CHURNED_FACTS, "count(distinct f.customer_id) as churned", by, params))
+    return rows
 
 
 def _rate(num, den) -> float | None:
@@ -328,8 +354,7 @@ def _finish_funnel(row: dict, by: str) -> dict:
 
 async def _funnel_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
-                                params))
+    _merge(rows, await _grouped(conn, _call_facts(by), _FUNNEL_SUMS, by, params))
     # Status time belongs to no campaign or source: those groupings get it in the total only.
     status_by = "total" if by in ("campaign", "source") else by
     status = _rollup_facts("report_status_daily", _STATUS_COLUMNS, status_by)
@@ -482,8 +507,7 @@ def _finish_cost(row: dict, s: ReportSettings) -> dict:
 
 async def _cost_rows(conn, period: Period, by: str, params: dict) -> dict[str, dict]:
     rows: dict[str, dict] = {}
-    _merge(rows, await _grouped(conn, _rollup_facts("report_call_daily", _CALL_COLUMNS, by), _FUNNEL_SUMS, by,
-                                params))
+    _merge(rows, await _grouped(conn, _call_facts(by), _FUNNEL_SUMS, by, params))
     _merge(rows, await _grouped(conn, _LEAD_FACTS, _LEAD_SUMS, by, params))
     return rows
 
