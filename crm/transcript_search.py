@@ -418,20 +418,28 @@ def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit:
     list -1, not filed yet)."""
     sql = _Sql()
     q = sql.arg(vec)
-    sql.add("s.embedding is not null")
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
-    source = _candidates_from(sql.condition)
     if probes > 0:
+        # The embeddings come from the lists' own copy (migration 0015), read by an index-only scan of the
+        # probed lists; the segment rows are joined only when the access rule or a filter needs them.
+        embedding = "sl.embedding"
+        source = "from segment_lists sl"
+        if sql.where:
+            source += " join transcript_segments s on s.id = sl.segment_id " + \
+                _candidates_from(sql.condition).split("from transcript_segments s", 1)[1]
         lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
                           limit {sql.arg(probes)}) || -1"""
-        source = source.replace("from transcript_segments s", """from segment_lists sl
-            join transcript_segments s on s.id = sl.segment_id""", 1)
         sql.add(f"sl.list_id = any({lists})")
+        candidate = "sl.segment_id"
+    else:
+        embedding, candidate = "s.embedding", "s.id"
+        sql.add("s.embedding is not null")
+        source = _candidates_from(sql.condition)
     query = f"""with nearest as materialized (
-                    select s.id, 1 - (s.embedding <=> {q}::halfvec) as rank {source}
+                    select {candidate} as id, 1 - ({embedding} <=> {q}::halfvec) as rank {source}
                     where {sql.condition}
-                    order by s.embedding <=> {q}::halfvec
+                    order by {embedding} <=> {q}::halfvec
                     limit {sql.arg(limit)})
                 select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
                     {_FROM.split("from transcript_segments s", 1)[1]}
