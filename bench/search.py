@@ -1,24 +1,28 @@
 """Transcript search latency on a large archive against an unindexed ILIKE scan.
 
-    .venv/bin/python bench/search.py [--segments 1000000] [--repeats 20] [--vector-index] [--database-url URL]
+    .venv/bin/python bench/search.py [--segments 1000000] [--repeats 20] [--keep DIR] [--explain]
+                                     [--probes 10] [--vector-index] [--database-url URL]
 
 Generates SEGMENTS transcript segments (half English, half Chinese, 25 per
 call, 200 agents in 20 teams, calls spread over 90 days) in a throw-away
 embedded PostgreSQL migrated with the project's migrations, so the indexes
-are the real ones. Embeddings are random unit vectors (the model's output
-does not change how long a distance takes). Then, for each kind of query,
-p50 and p95 over `repeats` runs with varying terms, through the same
-functions the API calls (crm/transcript_search.py, one page of 20 plus the
-capped count):
+are the real ones (--keep DIR: the server and data stay in DIR and the next
+run with the same --segments reuses them, applying newer migrations).
+Embeddings are random unit vectors (the model's output does not change how
+long a distance takes). Then, for each kind of query, p50 and p95 over
+`repeats` runs with varying terms, through the same functions the API calls
+(crm/transcript_search.py, one page of 20 plus the count capped at 1000):
 
-- keyword: an English phrase (trigram index and English full text), rare (about 0.1% of segments)
-  and frequent (2-4%);
+- keyword: an English phrase, rare (about 0.07% of segments: the trigram index looks up its rarest word,
+  the full-text index its stems, every match is ranked) and frequent (about 3%: counted to 1000 through
+  the full-text index alone, the newest 20 by walking the primary key back);
 - chinese: two- to five-character Chinese words and phrases (bigram index), rare and frequent;
 - filtered: a keyword search by a reviewer with assigned teams, plus speaker and date range;
 - semantic: the 50 nearest segments to a query vector through the embedding lists
-  (crm/embedding_lists.py, trained here after the load, --probes lists read per query), over all
-  calls, a reviewer's teams and one agent's calls; HNSW instead with --vector-index, which the
-  embedded server's pgvector only survives on CPUs with AVX-512.
+  (crm/embedding_lists.py, trained here after the load, --probes lists read per query; each list's
+  embeddings read from the covering index of migration 0015), over all calls, a reviewer's teams and one
+  agent's calls; HNSW instead with --vector-index, which the embedded server's pgvector only survives on
+  CPUs with AVX-512.
 
 Baselines, from the same run: for text, `text ILIKE '%term%'` over the same
 rows joined to their calls, newest first, 20 rows: what a search without
@@ -28,7 +32,11 @@ the recall of the lists: the share of the exact 50 nearest that the lists
 find (by similarity, since a generated vector recurs on several segments).
 Embeddings are clustered like sentence embeddings (topics with variations),
 queries lie near a topic. Prints each kind's p50/p95 in ms, the baseline's,
-and the ratio baseline/ours.
+the ratio baseline/ours, the load average, and, from EXPLAIN (ANALYZE,
+BUFFERS) of the same calls (mean of the first 3 queries of the kind), the
+8 kB pages each touched (shared buffers hit or read) and the rows its scans
+visited, ours and the baseline's: figures that do not depend on how busy
+the machine is. --explain also prints the plans of a few searches.
 """
 
 from __future__ import annotations
@@ -329,7 +337,7 @@ def _rows_visited(node: dict) -> int:
 async def pages_of(conn, make_call, i: int = 0) -> tuple[int, int]:
     """(pages, rows visited) of one run of make_call(i) on an Explained connection."""
     explained = Explained(conn)
-    await make_call(explained, i)
+    await make_call(i, explained)
     return explained.pages, explained.rows
 
 
