@@ -45,6 +45,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import random
 import shutil
 import statistics
@@ -210,13 +211,24 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, p95 * 1000
 
 
-async def timed(runs: int, make_call) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far: a database backend's, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(runs: int, make_call, backend: int | None = None) -> tuple[list[float], float]:
+    """Wall times of runs calls, and their mean CPU time in ms (this process and the backend serving it:
+    what a call costs whatever else the machine is doing; the clock ticks 100 times a second, so the mean
+    is good to about 10 ms / runs)."""
     times = []
+    cpu = time.process_time() + (cpu_seconds(backend) if backend else 0.0)
     for i in range(runs):
         t = time.perf_counter()
         await make_call(i)
         times.append(time.perf_counter() - t)
-    return times
+    cpu = time.process_time() + (cpu_seconds(backend) if backend else 0.0) - cpu
+    return times, cpu * 1000 / max(1, runs)
 
 
 async def baseline(conn, term: str):
@@ -276,12 +288,15 @@ async def measure(conn, repeats: int, probes: int) -> None:
         kinds.append((f"semantic (50 nearest, {label})", semantic(viewer, probes), semantic(viewer, 0)))
     base_runs = max(3, repeats // 4)
     print(f"\nbaseline: ILIKE scan for text, exact scan for semantic; probes = {probes}")
+    backend = conn.get_server_pid() if Path(f"/proc/{conn.get_server_pid()}").exists() else None
     print(f"{'query':50} {'p50 ms':>9} {'p95 ms':>9}   {'base p50':>9} {'base p95':>9}   ratio p95   load"
+          f"   {'cpu ms':>7} {'base cpu':>8}"
           f"   {'pages':>8} {'base pages':>10}   {'rows':>8} {'base rows':>10}")
     for name, run, base in kinds:
         await run(0)  # warm the cache once, as a running service would be
-        p50, p95 = percentiles(await timed(repeats, run))
-        b50, b95 = percentiles(await timed(base_runs, base))
+        ours_times, cpu = await timed(repeats, run, backend)
+        base_times, bcpu = await timed(base_runs, base, backend)
+        (p50, p95), (b50, b95) = percentiles(ours_times), percentiles(base_times)
         load = Path("/proc/loadavg").read_text().split()[0]
         # Pages (8 kB buffers) and rows the plans visited, from EXPLAIN (ANALYZE, BUFFERS) of the same calls:
         # evidence that does not depend on the machine's load. Mean over the first few queries of the kind.
@@ -290,7 +305,7 @@ async def measure(conn, repeats: int, probes: int) -> None:
         pages, rows = (round(statistics.mean(x)) for x in zip(*ours, strict=True))
         bpages, brows = (round(statistics.mean(x)) for x in zip(*base_pages, strict=True))
         print(f"{name:50} {p50:9.1f} {p95:9.1f}   {b50:9.1f} {b95:9.1f}   {b95 / p95:8.1f}x   {load:>4}"
-              f"   {pages:8} {bpages:10}   {rows:8} {brows:10}", flush=True)
+              f"   {cpu:7.1f} {bcpu:8.1f}   {pages:8} {bpages:10}   {rows:8} {brows:10}", flush=True)
     for label, viewer in (("all calls", admin), ("a reviewer's 5 teams", qa)):
         recall = await semantic_recall(conn, viewer, queries[:base_runs], probes)
         print(f"semantic recall@50 against the exact scan, {label}: {recall:.2f}", flush=True)

@@ -495,22 +495,22 @@ def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit:
     q = sql.arg(vec)
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
-    if probes > 0:
-        # The embeddings come from the lists' own copy (migration 0015), read by an index-only scan of the
-        # probed lists; the segment rows are joined only when the access rule or a filter needs them.
-        embedding = "sl.embedding"
-        source = "from segment_lists sl"
-        if sql.where:
-            source += " join transcript_segments s on s.id = sl.segment_id " + \
-                _candidates_from(sql.condition).split("from transcript_segments s", 1)[1]
-        lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
-                          limit {sql.arg(probes)}) || -1"""
-        sql.add(f"sl.list_id = any({lists})")
-        candidate = "sl.segment_id"
+    if probes > 0 and not sql.where:
+        # Every segment the viewer may see: the probed lists' own copies of the embeddings, read by an
+        # index-only scan of their run of pages in segment_lists_vectors (migration 0015).
+        embedding, candidate, source = "sl.embedding", "sl.segment_id", "from segment_lists sl"
     else:
+        # An access rule or a filter joins the segments anyway: their own embedding, as the exact scan.
         embedding, candidate = "s.embedding", "s.id"
         sql.add("s.embedding is not null")
         source = _candidates_from(sql.condition)
+        if probes > 0:
+            source = source.replace("from transcript_segments s", """from segment_lists sl
+                join transcript_segments s on s.id = sl.segment_id""", 1)
+    if probes > 0:
+        lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
+                          limit {sql.arg(probes)}) || -1"""
+        sql.add(f"sl.list_id = any({lists})")
     query = f"""with nearest as materialized (
                     select {candidate} as id, 1 - ({embedding} <=> {q}::halfvec) as rank {source}
                     where {sql.condition}

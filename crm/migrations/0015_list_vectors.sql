@@ -14,8 +14,10 @@ update segment_lists l set embedding = s.embedding from transcript_segments s wh
 delete from segment_lists where embedding is null;
 alter table segment_lists alter column embedding set not null;
 
+-- Read by a search over every call the viewer may see with no filter. The narrow segment_lists_list
+-- stays: a search that joins the segments anyway (an access rule, a filter) reads their embedding
+-- there, and scans that index's few pages per list, not this one's hundred.
 create index segment_lists_vectors on segment_lists (list_id, segment_id) include (embedding);
-drop index segment_lists_list;  -- the new index serves its lookups as well
 
 create or replace function segment_list_file() returns trigger
 language plpgsql as $$
