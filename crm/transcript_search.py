@@ -40,6 +40,7 @@ FREQUENT_GRAM = 0.02
 # A match collected through the text indexes costs about this many rows walked along the primary key
 # (a heap page in no order against the next row of the same page).
 SORT_COST = 2
+SHORTLIST = 8  # a filtered semantic search first checks this many times `limit` of the lists' nearest
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
 
 
@@ -469,7 +470,9 @@ async def semantic_search(
     query (crm/embedding_lists.py) are ranked, exactly; when they hold fewer
     than `limit` segments the viewer may see and the filters pass (an agent's
     own calls, a narrow filter), every segment is ranked instead, which such a
-    filter keeps fast. probes = 0, or no lists trained yet: every segment
+    filter keeps fast. A broad access rule or filter (a reviewer's teams, a
+    speaker, a date range) is first checked on a shortlist of the lists'
+    nearest only (_semantic_sql), the whole lists when too few of it pass. probes = 0, or no lists trained yet: every segment
     (or pgvector's HNSW index, where search.vector_index created it).
     """
     teams = await reviewer_teams(conn, viewer)
@@ -477,9 +480,12 @@ async def semantic_search(
     async with conn.transaction(readonly=True):
         await _custom_plans(conn)
         if probes > 0 and await conn.fetchval("select exists (select 1 from embedding_lists)"):
-            rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes))
-            if len(rows) >= limit:
-                return [r for r in rows if r["rank"] >= min_similarity]
+            filtered = bool(teams) or any(getattr(f, name) is not None for name in FILTER_NAMES)
+            shortlist = SHORTLIST * limit if filtered and _broad(viewer, f) else 0
+            for short in (shortlist, 0) if shortlist else (0,):
+                rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes, short))
+                if len(rows) >= limit:
+                    return [r for r in rows if r["rank"] >= min_similarity]
         # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
         await conn.execute("set local hnsw.iterative_scan = relaxed_order")
         await conn.execute("set local hnsw.ef_search = 100")
@@ -487,10 +493,21 @@ async def semantic_search(
         return [r for r in rows if r["rank"] >= min_similarity]
 
 
-def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int) -> tuple:
+def _broad(viewer: Viewer, f: Filters) -> bool:
+    """Whether most of the lists' segments are likely to pass the access rule and filters: anything but one
+    agent's calls or a call-level filter a few calls pass."""
+    narrow = (f.agent_id, f.team_id, f.campaign_id, f.failed_check)
+    return viewer.role != "agent" and all(value is None for value in narrow)
+
+
+def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int,
+                  shortlist: int = 0) -> tuple:
     """(query, *args): the `limit` nearest segments the viewer may see and the filters pass, nearest
     first, with their rank (cosine similarity). probes > 0: only those in the nearest lists (and in
-    list -1, not filed yet)."""
+    list -1, not filed yet). shortlist > 0 (with probes and an access rule or filter): only the
+    `shortlist` nearest of those lists, ranked from their copies, are joined to their segments and
+    calls to be checked; when `limit` of them pass they are the nearest that pass in the whole lists
+    (any other is farther than all of them), else the caller asks again without a shortlist."""
     sql = _Sql()
     q = sql.arg(vec)
     access_condition(sql, viewer, teams)
@@ -510,7 +527,13 @@ def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit:
     if probes > 0:
         lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
                           limit {sql.arg(probes)}) || -1"""
-        sql.add(f"sl.list_id = any({lists})")
+        if shortlist > 0 and embedding == "s.embedding":
+            # The shortlist from the covering index (as for all calls); the join checks only its rows.
+            short = f"""(select segment_id from segment_lists where list_id = any({lists})
+                         order by embedding <=> {q}::halfvec limit {sql.arg(shortlist)})"""
+            sql.add(f"sl.segment_id = any(array{short})")
+        else:
+            sql.add(f"sl.list_id = any({lists})")
     query = f"""with nearest as materialized (
                     select {candidate} as id, 1 - ({embedding} <=> {q}::halfvec) as rank {source}
                     where {sql.condition}

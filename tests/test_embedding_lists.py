@@ -197,3 +197,15 @@ async def test_the_lists_copy_of_an_embedding_follows_the_segment_and_a_cleared_
     found = await search(conn, TOPIC_VECTORS[1], probes=1, limit=1)
     assert found[0][0] == moved and found[0][1] == pytest.approx(1.0, abs=1e-3)
     assert await search(conn, TOPIC_VECTORS[1], probes=1) == await search(conn, TOPIC_VECTORS[1], probes=0)
+
+
+@pytest.mark.parametrize("shortlist", [1, 2, 8])  # times the limit: too short for half to pass, just enough, ample
+async def test_a_broad_filter_checked_on_a_shortlist_gives_what_the_whole_lists_give(conn, archive, monkeypatch,
+                                                                                    shortlist):
+    await embedding_lists.train(conn, lists=TOPICS)
+    query = near(3, np.random.default_rng(4))[0]
+    exact = await search(conn, query, 0, speaker="customer", limit=15)
+    monkeypatch.setattr(transcript_search, "SHORTLIST", shortlist)
+    # Half the segments are the customer's: a shortlist of 15 leaves about 7 (the whole lists are asked
+    # again), one of 30 about 15, one of 120 every match of the topic's list.
+    assert await search(conn, query, 1, speaker="customer", limit=15) == exact
