@@ -472,8 +472,9 @@ async def semantic_search(
     own calls, a narrow filter), every segment is ranked instead, which such a
     filter keeps fast. A broad access rule or filter (a reviewer's teams, a
     speaker, a date range) is first checked on a shortlist of the lists'
-    nearest only (_semantic_sql), the whole lists when too few of it pass. probes = 0, or no lists trained yet: every segment
-    (or pgvector's HNSW index, where search.vector_index created it).
+    nearest only (_semantic_sql), the whole lists when too few of it pass.
+    probes = 0, or no lists trained yet: every segment (or pgvector's HNSW
+    index, where search.vector_index created it).
     """
     teams = await reviewer_teams(conn, viewer)
     vec = _vector_text(vector)
