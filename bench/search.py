@@ -1,24 +1,28 @@
 """Transcript search latency on a large archive against an unindexed ILIKE scan.
 
-    .venv/bin/python bench/search.py [--segments 1000000] [--repeats 20] [--vector-index] [--database-url URL]
+    .venv/bin/python bench/search.py [--segments 1000000] [--repeats 20] [--keep DIR] [--explain]
+                                     [--probes 10] [--vector-index] [--database-url URL]
 
 Generates SEGMENTS transcript segments (half English, half Chinese, 25 per
 call, 200 agents in 20 teams, calls spread over 90 days) in a throw-away
 embedded PostgreSQL migrated with the project's migrations, so the indexes
-are the real ones. Embeddings are random unit vectors (the model's output
-does not change how long a distance takes). Then, for each kind of query,
-p50 and p95 over `repeats` runs with varying terms, through the same
-functions the API calls (crm/transcript_search.py, one page of 20 plus the
-capped count):
+are the real ones (--keep DIR: the server and data stay in DIR and the next
+run with the same --segments reuses them, applying newer migrations).
+Embeddings are random unit vectors (the model's output does not change how
+long a distance takes). Then, for each kind of query, p50 and p95 over
+`repeats` runs with varying terms, through the same functions the API calls
+(crm/transcript_search.py, one page of 20 plus the count capped at 1000):
 
-- keyword: an English phrase (trigram index and English full text), rare (about 0.1% of segments)
-  and frequent (2-4%);
+- keyword: an English phrase, rare (about 0.07% of segments: the trigram index looks up its rarest word,
+  the full-text index its stems, every match is ranked) and frequent (about 3%: counted to 1000 through
+  the full-text index alone, the newest 20 by walking the primary key back);
 - chinese: two- to five-character Chinese words and phrases (bigram index), rare and frequent;
 - filtered: a keyword search by a reviewer with assigned teams, plus speaker and date range;
 - semantic: the 50 nearest segments to a query vector through the embedding lists
-  (crm/embedding_lists.py, trained here after the load, --probes lists read per query), over all
-  calls, a reviewer's teams and one agent's calls; HNSW instead with --vector-index, which the
-  embedded server's pgvector only survives on CPUs with AVX-512.
+  (crm/embedding_lists.py, trained here after the load, --probes lists read per query; each list's
+  embeddings read from the covering index of migration 0015), over all calls, a reviewer's teams and one
+  agent's calls; HNSW instead with --vector-index, which the embedded server's pgvector only survives on
+  CPUs with AVX-512.
 
 Baselines, from the same run: for text, `text ILIKE '%term%'` over the same
 rows joined to their calls, newest first, 20 rows: what a search without
@@ -28,7 +32,11 @@ the recall of the lists: the share of the exact 50 nearest that the lists
 find (by similarity, since a generated vector recurs on several segments).
 Embeddings are clustered like sentence embeddings (topics with variations),
 queries lie near a topic. Prints each kind's p50/p95 in ms, the baseline's,
-and the ratio baseline/ours.
+the ratio baseline/ours, the load average, and, from EXPLAIN (ANALYZE,
+BUFFERS) of the same calls (mean of the first 3 queries of the kind), the
+8 kB pages each touched (shared buffers hit or read) and the rows its scans
+visited, ours and the baseline's: figures that do not depend on how busy
+the machine is. --explain also prints the plans of a few searches.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
+import os
 import random
 import shutil
 import statistics
@@ -60,6 +70,7 @@ TEAMS = 20
 VECTORS = 16384  # distinct generated embeddings, each on about segments / VECTORS segments
 TOPICS = 512
 BATCH = 20_000
+PAGE_RUNS = 3  # runs of each kind explained for its page and row counts
 
 EN_OPEN = ["Hello, this is", "Good morning, my name is", "Hi, I'm calling from", "Thanks for taking my call, I am"]
 EN_NAMES = ["Anna", "Ben", "Carlos", "Diana", "Evan", "Fiona", "George", "Hannah"]
@@ -183,7 +194,8 @@ async def load(conn, segments: int, seed: int = 7) -> None:
         print(f"\r  loaded {done:,} segments ({time.perf_counter() - started:.0f} s)", end="", flush=True)
     print()
     await conn.execute("alter table transcript_segments enable trigger transcript_segments_list")
-    await conn.execute("insert into segment_lists select id, -1 from transcript_segments where embedding is not null")
+    await conn.execute("insert into segment_lists (segment_id, list_id, embedding) select id, -1, embedding "
+                       "from transcript_segments where embedding is not null")
     await conn.execute("set maintenance_work_mem = '512MB'")
     for row in index_defs:
         t = time.perf_counter()
@@ -199,13 +211,24 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, p95 * 1000
 
 
-async def timed(runs: int, make_call) -> list[float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far: a database backend's, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def timed(runs: int, make_call, backend: int | None = None) -> tuple[list[float], float]:
+    """Wall times of runs calls, and their mean CPU time in ms (this process and the backend serving it:
+    what a call costs whatever else the machine is doing; the clock ticks 100 times a second, so the mean
+    is good to about 10 ms / runs)."""
     times = []
+    cpu = time.process_time() + (cpu_seconds(backend) if backend else 0.0)
     for i in range(runs):
         t = time.perf_counter()
         await make_call(i)
         times.append(time.perf_counter() - t)
-    return times
+    cpu = time.process_time() + (cpu_seconds(backend) if backend else 0.0) - cpu
+    return times, cpu * 1000 / max(1, runs)
 
 
 async def baseline(conn, term: str):
@@ -238,16 +261,16 @@ async def measure(conn, repeats: int, probes: int) -> None:
     queries = [v.tolist() for v in clustered(np.random.default_rng(3), repeats + 1)]
 
     def keyword(queries, viewer=admin, **filters):
-        async def run(i):
-            await ts.keyword_search(conn, viewer, queries[i % len(queries)], ts.Filters(**filters), limit=20, offset=0)
+        async def run(i, c=conn):
+            await ts.keyword_search(c, viewer, queries[i % len(queries)], ts.Filters(**filters), limit=20, offset=0)
         return run
 
     def ilike(terms):
-        return lambda i: baseline(conn, terms[i % len(terms)])
+        return lambda i, c=conn: baseline(c, terms[i % len(terms)])
 
     def semantic(viewer, probes):
-        async def run(i):
-            await ts.semantic_search(conn, viewer, queries[i % len(queries)], ts.Filters(), limit=50,
+        async def run(i, c=conn):
+            await ts.semantic_search(c, viewer, queries[i % len(queries)], ts.Filters(), limit=50,
                                      min_similarity=-1.0, probes=probes)
         return run
 
@@ -265,26 +288,85 @@ async def measure(conn, repeats: int, probes: int) -> None:
         kinds.append((f"semantic (50 nearest, {label})", semantic(viewer, probes), semantic(viewer, 0)))
     base_runs = max(3, repeats // 4)
     print(f"\nbaseline: ILIKE scan for text, exact scan for semantic; probes = {probes}")
-    print(f"{'query':50} {'p50 ms':>9} {'p95 ms':>9}   {'base p50':>9} {'base p95':>9}   ratio p95   load")
+    backend = conn.get_server_pid() if Path(f"/proc/{conn.get_server_pid()}").exists() else None
+    print(f"{'query':50} {'p50 ms':>9} {'p95 ms':>9}   {'base p50':>9} {'base p95':>9}   ratio p95   load"
+          f"   {'cpu ms':>7} {'base cpu':>8}"
+          f"   {'pages':>8} {'base pages':>10}   {'rows':>8} {'base rows':>10}")
     for name, run, base in kinds:
         await run(0)  # warm the cache once, as a running service would be
-        p50, p95 = percentiles(await timed(repeats, run))
-        b50, b95 = percentiles(await timed(base_runs, base))
+        ours_times, cpu = await timed(repeats, run, backend)
+        base_times, bcpu = await timed(base_runs, base, backend)
+        (p50, p95), (b50, b95) = percentiles(ours_times), percentiles(base_times)
         load = Path("/proc/loadavg").read_text().split()[0]
-        print(f"{name:50} {p50:9.1f} {p95:9.1f}   {b50:9.1f} {b95:9.1f}   {b95 / p95:8.1f}x   {load}", flush=True)
+        # Pages (8 kB buffers) and rows the plans visited, from EXPLAIN (ANALYZE, BUFFERS) of the same calls:
+        # evidence that does not depend on the machine's load. Mean over the first few queries of the kind.
+        ours = [await pages_of(conn, run, i) for i in range(PAGE_RUNS)]
+        base_pages = [await pages_of(conn, base, i) for i in range(PAGE_RUNS)]
+        pages, rows = (round(statistics.mean(x)) for x in zip(*ours, strict=True))
+        bpages, brows = (round(statistics.mean(x)) for x in zip(*base_pages, strict=True))
+        print(f"{name:50} {p50:9.1f} {p95:9.1f}   {b50:9.1f} {b95:9.1f}   {b95 / p95:8.1f}x   {load:>4}"
+              f"   {cpu:7.1f} {bcpu:8.1f}   {pages:8} {bpages:10}   {rows:8} {brows:10}", flush=True)
     for label, viewer in (("all calls", admin), ("a reviewer's 5 teams", qa)):
         recall = await semantic_recall(conn, viewer, queries[:base_runs], probes)
         print(f"semantic recall@50 against the exact scan, {label}: {recall:.2f}", flush=True)
 
 
+class Explained:
+    """A connection that runs EXPLAIN (ANALYZE, BUFFERS) of each query it is asked to fetch, in the same
+    transaction and with the same settings, before it runs the query itself: the plans and the pages
+    (8 kB buffers, from shared buffers or read in) of exactly what the API runs. Pages do not depend on
+    how busy the machine is; milliseconds do."""
+
+    def __init__(self, conn, *, show: bool = False) -> None:
+        self._conn, self.show, self.pages, self.rows = conn, show, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    async def fetchval(self, query: str, *args):
+        rows = await self.fetch(query, *args)
+        return rows[0][0] if rows else None
+
+    async def fetch(self, query: str, *args):
+        plan = await self._conn.fetchval("explain (analyze, buffers, format json) " + query, *args)
+        plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]  # crm.db may decode json already
+        top = plan["Plan"]
+        self.pages += top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+        self.rows += _rows_visited(top)
+        if self.show:
+            text = await self._conn.fetch("explain (analyze, buffers, costs off) " + query, *args)
+            print("\n".join("    " + r[0] for r in text))
+        return await self._conn.fetch(query, *args)
+
+
+def _rows_visited(node: dict) -> int:
+    """Rows the plan's scans returned plus those their filters removed: the rows it looked at."""
+    own = 0
+    if "Scan" in node.get("Node Type", ""):
+        loops = node.get("Actual Loops", 1)
+        own = round((node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+                     + node.get("Rows Removed by Index Recheck", 0)) * loops)
+    return own + sum(_rows_visited(child) for child in node.get("Plans", []))
+
+
+async def pages_of(conn, make_call, i: int = 0) -> tuple[int, int]:
+    """(pages, rows visited) of one run of make_call(i) on an Explained connection."""
+    explained = Explained(conn)
+    await make_call(i, explained)
+    return explained.pages, explained.rows
+
+
 async def explain(conn) -> None:
-    """EXPLAIN ANALYZE of one keyword query per language, to see which indexes the planner picks."""
-    for q in ("别再打电话", "质量", "信用卡"):
-        for ranked in (True, False):
-            query, args = ts.keyword_sql(ts.Viewer(0, "admin"), [], q, ts.Filters(), limit=20, offset=0, ranked=ranked)
-            print(f"-- {q} ranked={ranked}")
-            for row in await conn.fetch("explain (analyze) " + query, *args):
-                print("   ", row[0])
+    """EXPLAIN (ANALYZE, BUFFERS) of the queries of a rare and a frequent English phrase, a Chinese word and a
+    semantic search over all calls, as the API runs them."""
+    admin = ts.Viewer(0, "admin")
+    for q in ("cancel my policy", "water damage", "别再打电话", "信用卡"):
+        print(f"-- keyword {q!r}")
+        await ts.keyword_search(Explained(conn, show=True), admin, q, ts.Filters(), limit=20, offset=0)
+    vector = clustered(np.random.default_rng(3), 1)[0].tolist()
+    print("-- semantic, all calls")
+    await ts.semantic_search(Explained(conn, show=True), admin, vector, ts.Filters(), limit=50, min_similarity=-1.0,
+                             probes=10)
 
 
 async def main(args) -> None:
@@ -294,29 +376,37 @@ async def main(args) -> None:
     else:
         import pgserver
 
-        folder = Path(tempfile.mkdtemp(prefix="tsbench"))
-        server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+        folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tsbench"))
+        folder.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(folder / "pgdata", cleanup_mode=None if args.keep else "delete")
         admin_url = server.get_uri()
-    name = f"search_bench_{uuid.uuid4().hex[:8]}"
+    # --keep: one database per size, generated once and reused (migrations newer than it are applied).
+    name = f"search_bench_{args.segments}" if args.keep else f"search_bench_{uuid.uuid4().hex[:8]}"
     admin = await db.connect(admin_url)
-    await admin.execute(f'create database "{name}"')
+    exists = await admin.fetchval("select 1 from pg_database where datname = $1", name)
+    if not exists:
+        await admin.execute(f'create database "{name}"')
     conn = await db.connect(db.with_database(admin_url, name))
     try:
         await db.migrate(conn)
-        print(f"generating {args.segments:,} segments ...", flush=True)
-        await load(conn, args.segments)
+        if not await conn.fetchval("select exists (select 1 from transcript_segments)"):
+            print(f"generating {args.segments:,} segments ...", flush=True)
+            await load(conn, args.segments)
+        await conn.execute("delete from users where username = 'rev'")  # measure() adds it anew
         if args.vector_index:
             t = time.perf_counter()
             await conn.execute("set maintenance_work_mem = '2GB'")
             await conn.execute(
-                "create index transcript_segments_embedding on transcript_segments using hnsw "
+                "create index if not exists transcript_segments_embedding on transcript_segments using hnsw "
                 "(embedding halfvec_cosine_ops)"
             )
             print(f"  HNSW index: {time.perf_counter() - t:.0f} s", flush=True)
-        else:
+        elif not await conn.fetchval("select exists (select 1 from embedding_lists)") or args.retrain:
             t = time.perf_counter()
             lists = await embedding_lists.train(conn)
             print(f"  embedding lists: {lists} trained and filled in {time.perf_counter() - t:.0f} s", flush=True)
+        # Index-only scans of the lists' embeddings (migration 0015) skip the heap only on all-visible pages.
+        await conn.execute("vacuum (analyze) segment_lists")
         count = await conn.fetchval("select count(*) from transcript_segments")
         size = await conn.fetchval("select pg_size_pretty(pg_total_relation_size('transcript_segments'))")
         print(f"{count:,} segments, {size} with indexes", flush=True)
@@ -326,9 +416,10 @@ async def main(args) -> None:
         await measure(conn, args.repeats, 0 if args.vector_index else args.probes)
     finally:
         await conn.close()
-        await admin.execute(f'drop database if exists "{name}" with (force)')
+        if not args.keep:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
         await admin.close()
-        if folder:
+        if folder and not args.keep:
             server.cleanup()
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -342,6 +433,9 @@ if __name__ == "__main__":
     parser.add_argument("--probes", type=int, default=10, help="embedding lists read per semantic query "
                         "(search.semantic_probes)")
     parser.add_argument("--explain", action="store_true", help="print the query plans of a few keyword searches")
+    parser.add_argument("--keep", help="keep the embedded server and the generated data in this folder and reuse "
+                        "them next time (generate once)")
+    parser.add_argument("--retrain", action="store_true", help="train the embedding lists again on kept data")
     parser.add_argument("--database-url", help="an admin URL of a PostgreSQL server with pgvector and pg_trgm "
                         "(default: a throw-away embedded server)")
     asyncio.run(main(parser.parse_args()))

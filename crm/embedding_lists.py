@@ -7,8 +7,11 @@ embeddings, trained here with numpy and stored in `embedding_lists`; each
 embedded segment filed in `segment_lists` under its nearest centroid by a
 trigger (migration 0013), whoever writes the embedding; a search ranks the
 centroids against the query and re-ranks exactly the segments of the
-`probes` nearest lists, in SQL, with the access rule and filters in the same
-WHERE clause (crm/transcript_search.py). Everything lives in the database,
+`probes` nearest lists, in SQL, from the copy of the embedding each entry
+of `segment_lists` carries (migration 0015: a list's entries lie side by
+side in an index, so a list is a few pages, not a heap page per segment),
+with the access rule and filters in the same WHERE clause
+(crm/transcript_search.py). Everything lives in the database,
 so a restart or another process needs nothing loaded, and a segment embedded
 before the first training (list -1) is read by every search.
 
@@ -148,7 +151,12 @@ async def train(conn: asyncpg.Connection, lists: int | None = None) -> int:
                    lists = excluded.lists, trained_at = now()""",
             filed, k,
         )
-    await conn.execute("analyze segment_lists")
+    if conn.is_in_transaction():
+        await conn.execute("analyze segment_lists")
+    else:
+        # Marks the refiled pages all-visible, so a search's index-only scan of its lists (migration 0015)
+        # visits no heap page; VACUUM cannot run inside a transaction.
+        await conn.execute("vacuum (analyze) segment_lists")
     log.info("embedding lists trained", extra={"lists": k, "segments": filed,
                                                "seconds": round(time.perf_counter() - started, 1)})
     return k
@@ -168,8 +176,10 @@ async def _file_all(conn: asyncpg.Connection, centroids: np.ndarray) -> int:
         nearest = np.argmax(_decode([r["e"] for r in batch]) @ centroids.T, axis=1)
         ids = [r["id"] for r in batch]
         await conn.execute(
-            """insert into segment_lists (segment_id, list_id) select * from unnest($1::bigint[], $2::int[])
-               on conflict (segment_id) do update set list_id = excluded.list_id""",
+            """insert into segment_lists (segment_id, list_id, embedding)
+               select u.id, u.list_id, s.embedding from unnest($1::bigint[], $2::int[]) u(id, list_id)
+                   join transcript_segments s on s.id = u.id
+               on conflict (segment_id) do update set list_id = excluded.list_id, embedding = excluded.embedding""",
             ids, nearest.astype(np.int32).tolist(),
         )
         last, filed = ids[-1], filed + len(ids)

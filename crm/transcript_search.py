@@ -40,6 +40,7 @@ FREQUENT_GRAM = 0.02
 # A match collected through the text indexes costs about this many rows walked along the primary key
 # (a heap page in no order against the next row of the same page).
 SORT_COST = 2
+SHORTLIST = 8  # a filtered semantic search first checks this many times `limit` of the lists' nearest
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): damps the weight of the first few ranks
 
 
@@ -253,11 +254,63 @@ async def candidate_grams(conn: asyncpg.Connection, grams: list[str]) -> tuple[l
     return [least], tracked[least]
 
 
-def _keyword_match(sql: _Sql, q: str, grams: list[str] | None = None) -> tuple[str, str]:
-    """(match condition, rank expression) for q; grams: the bigrams to look up (default: all of them)."""
+async def word_shares(conn: asyncpg.Connection, words: list[str]) -> dict[str, float]:
+    """The share of segments whose English full text holds each word's stem, from the planner's statistics of
+    the tsv column: 0 for a stem rarer than any they track, 1 for a stop word (no stem; in most texts)."""
+    if not words:
+        return {}
+    rows = await conn.fetch(
+        """select w, x.lexeme,
+                  (select u.f from pg_stats st,
+                          unnest(st.most_common_elems::text::text[], st.most_common_elem_freqs) u(e, f)
+                   where st.tablename = 'transcript_segments' and st.attname = 'tsv' and u.e = x.lexeme) as share
+           from unnest($1::text[]) w,
+                lateral (select (tsvector_to_array(to_tsvector('english', w)))[1] as lexeme) x""",
+        sorted(set(words)),
+    )
+    return {r["w"]: 1.0 if r["lexeme"] is None else float(r["share"] or 0.0) for r in rows}
+
+
+def english_word(shares: dict[str, float]) -> str | None:
+    """The word of the query (three letters or more) whose trigrams the index should look up: the rarest,
+    the longest of equally rare ones. The trigram index intersects the posting lists of every trigram it is
+    given, and a phrase's short common words ("my", "for") have lists of a tenth of the table: looking up
+    one rare word and checking the phrase on its few rows reads a fraction of the index."""
+    words = [w for w in shares if len(w) >= 3]
+    return min(words, key=lambda w: (shares[w], -len(w), w)) if words else None
+
+
+_SEARCH_SYNTAX = re.compile(r'"|(^|\s)-|\bor\b', re.IGNORECASE)  # websearch_to_tsquery's phrase, not, or
+
+
+def _frequent_words(q: str, shares: dict[str, float]) -> bool:
+    """Whether every stem of q is frequent (FREQUENT_GRAM or more of the segments, by the statistics)."""
+    stems = [share for share in shares.values() if share < 1.0]
+    return bool(stems) and min(stems) >= FREQUENT_GRAM and not _SEARCH_SYNTAX.search(q)
+
+
+async def _full_text_count(conn: asyncpg.Connection, viewer: Viewer, teams: list[int], q: str, f: Filters,
+                           count_max: int) -> int:
+    """How many segments the viewer may see and the filters pass match q's English full text, to count_max."""
+    sql = _Sql()
+    sql.add(f"s.tsv @@ websearch_to_tsquery('english', {sql.arg(q)})")
+    access_condition(sql, viewer, teams)
+    _filter_conditions(sql, f)
+    return await conn.fetchval(f"""select count(*) from (select 1 {_candidates_from(sql.condition)}
+                                   where {sql.condition} limit {int(count_max)}) m""", *sql.args)
+
+
+def _keyword_match(sql: _Sql, q: str, grams: list[str] | None = None, word: str | None = None) -> tuple[str, str]:
+    """(match condition, rank expression) for q; grams: the bigrams to look up (default: all of them); word:
+    the one word of q whose trigrams the index looks up (default: all of q's, see english_word())."""
     norm = normalize(q)
-    pattern = sql.arg(_like_pattern(norm))
-    substring = f"s.norm like {pattern}"
+    if word and word != norm:
+        # Only the word's trigrams go to the index; position() (not indexable, the same test as the
+        # LIKE) checks the whole phrase on the rows it finds.
+        contains = f"position({sql.arg(norm)} in s.norm) > 0"
+        substring = f"(s.norm like {sql.arg(_like_pattern(word))} and {contains})"
+    else:
+        contains = substring = f"s.norm like {sql.arg(_like_pattern(norm))}"
     grams = query_grams(norm) if grams is None else grams
     if grams:
         substring = f"({substring} and s.grams @> {sql.arg(grams)}::text[])"
@@ -267,7 +320,7 @@ def _keyword_match(sql: _Sql, q: str, grams: list[str] | None = None) -> tuple[s
         return substring, "1::real"
     tsq = f"websearch_to_tsquery('english', {sql.arg(q)})"
     # An exact substring outranks a stemmed match; ts_rank_cd orders within each.
-    return f"({substring} or s.tsv @@ {tsq})", f"((s.norm like {pattern})::int + ts_rank_cd(s.tsv, {tsq}))::real"
+    return f"({substring} or s.tsv @@ {tsq})", f"(({contains})::int + ts_rank_cd(s.tsv, {tsq}))::real"
 
 
 def keyword_sql(
@@ -281,6 +334,7 @@ def keyword_sql(
     ranked: bool = True,
     count_max: int = COUNT_MAX,
     grams: list[str] | None = None,
+    word: str | None = None,
 ):
     """(query, args) of one page of a keyword search; each row also carries `total` (matches, up to count_max).
 
@@ -293,30 +347,33 @@ def keyword_sql(
     joined to its calls only after it is cut, unless a filter needs them.
     """
     sql = _Sql()
-    match, rank = _keyword_match(sql, q, grams)
+    match, rank = _keyword_match(sql, q, grams, word)
     sql.add(match)
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
     source = _candidates_from(sql.condition)
     columns = _FROM.split("from transcript_segments s", 1)[1]
-    reached = newest = "null::bigint"
+    reached = pages = rows = "null::bigint"
     if ranked:
-        hits = f"""matched as materialized (select s.id, {rank} as rank {source} where {sql.condition}
+        hits = f"""matched as materialized (select s.id, s.ctid, {rank} as rank {source} where {sql.condition}
                                            limit {count_max}),
                    hits as (select id, rank from matched order by rank desc, id desc
                             limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = "(select count(*) from matched)"
-        # How far into the table (by id, which grows with time) the first count_max matches reached:
-        # what tells a word just past count_max matches from one in every tenth segment.
-        reached = "(select max(id) from matched)"
-        newest = "(select max(id) from transcript_segments)"
+        # How far into the table the first count_max matches reached, in pages: what tells a word just
+        # past count_max matches from one in every tenth segment. Pages, not ids: the first pass reads in
+        # page order (bitmap or sequential scan), and a row's page follows its id only roughly (an
+        # insert fills space left on older pages, an embedding update moves the row).
+        reached = "(select max((ctid::text::point)[0])::bigint + 1 from matched)"
+        pages = "(pg_relation_size('transcript_segments') / current_setting('block_size')::bigint)"
+        rows = "(select reltuples::bigint from pg_class where oid = 'transcript_segments'::regclass)"
     else:
         hits = f"""hits as (select s.id, 0::real as rank {source} where {sql.condition}
                             order by s.id desc limit {sql.arg(limit)} offset {sql.arg(offset)})"""
         total = str(count_max)
     query = f"""with {hits}
-                select {_COLUMNS}, h.rank, t0.total, t0.reached, t0.newest
-                from (select {total} as total, {reached} as reached, {newest} as newest) t0
+                select {_COLUMNS}, h.rank, t0.total, t0.reached, t0.pages, t0.table_rows
+                from (select {total} as total, {reached} as reached, {pages} as pages, {rows} as table_rows) t0
                     left join (hits h join transcript_segments s on s.id = h.id {columns}) on true
                 order by h.rank desc, s.id desc"""
     return query, sql.args
@@ -328,9 +385,21 @@ async def keyword_search(
     """Matching segments, best first (newest first past count_max matches), and how many (counted to count_max)."""
     teams = await reviewer_teams(conn, viewer)
     grams, share = await candidate_grams(conn, query_grams(normalize(q)))
-    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max, grams=grams)
+    shares = await word_shares(conn, _LATIN_WORD.findall(normalize(q))) if _LATIN_WORD.search(q) else {}
+    word = english_word(shares)
+    query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, count_max=count_max, grams=grams,
+                              word=word)
     async with conn.transaction(readonly=True):
         await _custom_plans(conn)
+        if _frequent_words(q, shares) and await _full_text_count(conn, viewer, teams, q, f, count_max) >= count_max:
+            # Its full-text matches alone reach count_max (they are matches: the substring is the other way to
+            # match), so the page is the newest matches, a short walk back for a word this frequent. Ranking
+            # first would collect every match through both indexes to keep count_max of them.
+            await _walk_or_sort(conn, sort=False)
+            query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
+                                      count_max=count_max, grams=grams, word=word)
+            rows = await conn.fetch(query, *args)
+            return [r for r in rows if r["segment_id"] is not None], count_max
         if share is not None and share >= FREQUENT_GRAM:
             # Every segment with this gram is a likely match: reading the table in order meets count_max of
             # them within count_max / share rows; collecting all of them through the index reads them all.
@@ -342,7 +411,7 @@ async def keyword_search(
             # At least count_max matches: the page is the newest matches, by one of two plans.
             await _newest_first_plan(conn, rows[0], count_max, offset + limit)
             query, args = keyword_sql(viewer, teams, q, f, limit=limit, offset=offset, ranked=False,
-                                      count_max=count_max, grams=grams)
+                                      count_max=count_max, grams=grams, word=word)
             rows = await conn.fetch(query, *args)
     return [r for r in rows if r["segment_id"] is not None], total
 
@@ -350,23 +419,27 @@ async def keyword_search(
 async def _newest_first_plan(conn: asyncpg.Connection, first: asyncpg.Record, count_max: int, needed: int) -> None:
     """Steer the newest-first query of a word with count_max matches or more to the cheaper of two plans.
 
-    Walking the primary key backwards checks about newest / matches x needed
+    Walking the primary key backwards checks about rows / matches x needed
     rows; collecting every match through the text indexes and sorting them
-    checks about `matches` rows. The matches are estimated from how far the
-    first count_max reached: just past count_max (a rare word: the bench's
-    0.1%) sorts a thousand rows instead of walking twenty thousand; a word in
-    every tenth segment walks a few hundred instead of sorting 100,000. The
-    planner cannot tell them apart: it estimates a Chinese substring's
-    matches by the pattern's length.
+    checks about `matches` rows. The matches are estimated from how far (in
+    pages, read in page order) the first pass went to find count_max: just
+    past count_max (a rare word: the bench's 0.1%) sorts a thousand rows
+    instead of walking twenty thousand; a word in every tenth segment walks a
+    few hundred instead of sorting 100,000. The planner cannot tell them
+    apart: it estimates a Chinese substring's matches by the pattern's length.
     """
-    newest, reached = first["newest"] or 1, max(1, first["reached"] or 1)
-    matches = count_max * newest / reached
-    if matches * matches * SORT_COST <= newest * needed:
+    pages, reached = max(1, first["pages"] or 1), max(1, first["reached"] or 1)
+    rows = max(1, first["table_rows"] or 1)
+    matches = count_max * max(1.0, pages / reached)
+    await _walk_or_sort(conn, sort=matches * matches * SORT_COST <= rows * needed)
+
+
+async def _walk_or_sort(conn: asyncpg.Connection, *, sort: bool) -> None:
+    if sort:
         await conn.execute("set local enable_indexscan = off")
-        await conn.execute("set local enable_seqscan = off")
     else:
         await conn.execute("set local enable_bitmapscan = off")
-        await conn.execute("set local enable_seqscan = off")
+    await conn.execute("set local enable_seqscan = off")
 
 
 async def _custom_plans(conn: asyncpg.Connection) -> None:
@@ -376,6 +449,9 @@ async def _custom_plans(conn: asyncpg.Connection) -> None:
     # A search reads a few thousand rows at most: starting parallel workers costs more than it saves,
     # and on a busy machine they wait for a core while the leader waits for them.
     await conn.execute("set local max_parallel_workers_per_gather = 0")
+    # A sequential scan of a large table otherwise starts where the last one (any session's) stopped: the
+    # first count_max matches would then say nothing of how far into the table they reached.
+    await conn.execute("set local synchronize_seqscans = off")
 
 
 async def semantic_search(
@@ -394,17 +470,23 @@ async def semantic_search(
     query (crm/embedding_lists.py) are ranked, exactly; when they hold fewer
     than `limit` segments the viewer may see and the filters pass (an agent's
     own calls, a narrow filter), every segment is ranked instead, which such a
-    filter keeps fast. probes = 0, or no lists trained yet: every segment
-    (or pgvector's HNSW index, where search.vector_index created it).
+    filter keeps fast. A broad access rule or filter (a reviewer's teams, a
+    speaker, a date range) is first checked on a shortlist of the lists'
+    nearest only (_semantic_sql), the whole lists when too few of it pass.
+    probes = 0, or no lists trained yet: every segment (or pgvector's HNSW
+    index, where search.vector_index created it).
     """
     teams = await reviewer_teams(conn, viewer)
     vec = _vector_text(vector)
     async with conn.transaction(readonly=True):
         await _custom_plans(conn)
         if probes > 0 and await conn.fetchval("select exists (select 1 from embedding_lists)"):
-            rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes))
-            if len(rows) >= limit:
-                return [r for r in rows if r["rank"] >= min_similarity]
+            filtered = bool(teams) or any(getattr(f, name) is not None for name in FILTER_NAMES)
+            shortlist = SHORTLIST * limit if filtered and _broad(viewer, f) else 0
+            for short in (shortlist, 0) if shortlist else (0,):
+                rows = await conn.fetch(*_semantic_sql(viewer, teams, vec, f, limit, probes, short))
+                if len(rows) >= limit:
+                    return [r for r in rows if r["rank"] >= min_similarity]
         # With an HNSW index and filters, the scan goes on until enough rows pass them (pgvector 0.8).
         await conn.execute("set local hnsw.iterative_scan = relaxed_order")
         await conn.execute("set local hnsw.ef_search = 100")
@@ -412,26 +494,51 @@ async def semantic_search(
         return [r for r in rows if r["rank"] >= min_similarity]
 
 
-def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int) -> tuple:
+def _broad(viewer: Viewer, f: Filters) -> bool:
+    """Whether most of the lists' segments are likely to pass the access rule and filters: anything but one
+    agent's calls or a call-level filter a few calls pass."""
+    narrow = (f.agent_id, f.team_id, f.campaign_id, f.failed_check)
+    return viewer.role != "agent" and all(value is None for value in narrow)
+
+
+def _semantic_sql(viewer: Viewer, teams: list[int], vec: str, f: Filters, limit: int, probes: int,
+                  shortlist: int = 0) -> tuple:
     """(query, *args): the `limit` nearest segments the viewer may see and the filters pass, nearest
     first, with their rank (cosine similarity). probes > 0: only those in the nearest lists (and in
-    list -1, not filed yet)."""
+    list -1, not filed yet). shortlist > 0 (with probes and an access rule or filter): only the
+    `shortlist` nearest of those lists, ranked from their copies, are joined to their segments and
+    calls to be checked; when `limit` of them pass they are the nearest that pass in the whole lists
+    (any other is farther than all of them), else the caller asks again without a shortlist."""
     sql = _Sql()
     q = sql.arg(vec)
-    sql.add("s.embedding is not null")
     access_condition(sql, viewer, teams)
     _filter_conditions(sql, f)
-    source = _candidates_from(sql.condition)
+    if probes > 0 and not sql.where:
+        # Every segment the viewer may see: the probed lists' own copies of the embeddings, read by an
+        # index-only scan of their run of pages in segment_lists_vectors (migration 0015).
+        embedding, candidate, source = "sl.embedding", "sl.segment_id", "from segment_lists sl"
+    else:
+        # An access rule or a filter joins the segments anyway: their own embedding, as the exact scan.
+        embedding, candidate = "s.embedding", "s.id"
+        sql.add("s.embedding is not null")
+        source = _candidates_from(sql.condition)
+        if probes > 0:
+            source = source.replace("from transcript_segments s", """from segment_lists sl
+                join transcript_segments s on s.id = sl.segment_id""", 1)
     if probes > 0:
         lists = f"""array(select id from embedding_lists order by centroid <=> {q}::halfvec
                           limit {sql.arg(probes)}) || -1"""
-        source = source.replace("from transcript_segments s", """from segment_lists sl
-            join transcript_segments s on s.id = sl.segment_id""", 1)
-        sql.add(f"sl.list_id = any({lists})")
+        if shortlist > 0 and embedding == "s.embedding":
+            # The shortlist from the covering index (as for all calls); the join checks only its rows.
+            short = f"""(select segment_id from segment_lists where list_id = any({lists})
+                         order by embedding <=> {q}::halfvec limit {sql.arg(shortlist)})"""
+            sql.add(f"sl.segment_id = any(array{short})")
+        else:
+            sql.add(f"sl.list_id = any({lists})")
     query = f"""with nearest as materialized (
-                    select s.id, 1 - (s.embedding <=> {q}::halfvec) as rank {source}
+                    select {candidate} as id, 1 - ({embedding} <=> {q}::halfvec) as rank {source}
                     where {sql.condition}
-                    order by s.embedding <=> {q}::halfvec
+                    order by {embedding} <=> {q}::halfvec
                     limit {sql.arg(limit)})
                 select {_COLUMNS}, h.rank from nearest h join transcript_segments s on s.id = h.id
                     {_FROM.split("from transcript_segments s", 1)[1]}

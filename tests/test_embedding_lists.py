@@ -174,3 +174,38 @@ async def test_embeddings_stored_before_the_migration_are_read_by_searches_until
         await conn.close()
         await admin.execute(f'drop database if exists "{name}" with (force)')
         await admin.close()
+
+
+async def test_the_lists_copy_of_an_embedding_follows_the_segment_and_a_cleared_one_is_never_ranked(conn, archive):
+    """Searches rank the embedding copy in segment_lists (migration 0015): it must be the segment's own."""
+    agents, _ = archive
+    await embedding_lists.train(conn, lists=TOPICS)
+    stale = await conn.fetchval("""select count(*) from segment_lists l join transcript_segments s
+                                   on s.id = l.segment_id where l.embedding <> s.embedding""")
+    assert stale == 0
+    call_id = await scored_call(conn, [("customer", 1.0, 3.0, "moved"), ("agent", 3.0, 4.0, "cleared")],
+                                agent_id=agents[0])
+    moved, cleared = await embed(conn, call_id, np.stack([TOPIC_VECTORS[4], TOPIC_VECTORS[4]]))
+    assert {s for s, _ in await search(conn, TOPIC_VECTORS[4], probes=1, limit=2)} == {moved, cleared}
+    # Re-embedded about another topic: filed and ranked by the new vector; cleared: gone from the lists.
+    await conn.execute("update transcript_segments set embedding = $2::halfvec where id = $1", moved,
+                       text(TOPIC_VECTORS[1]))
+    await conn.execute("update transcript_segments set embedding = null where id = $1", cleared)
+    assert await conn.fetchval("select count(*) from segment_lists where segment_id = $1", cleared) == 0
+    near_old = {s for s, _ in await search(conn, TOPIC_VECTORS[4], probes=1, limit=20)}
+    assert moved not in near_old and cleared not in near_old
+    found = await search(conn, TOPIC_VECTORS[1], probes=1, limit=1)
+    assert found[0][0] == moved and found[0][1] == pytest.approx(1.0, abs=1e-3)
+    assert await search(conn, TOPIC_VECTORS[1], probes=1) == await search(conn, TOPIC_VECTORS[1], probes=0)
+
+
+@pytest.mark.parametrize("shortlist", [1, 2, 8])  # times the limit: too short for half to pass, just enough, ample
+async def test_a_broad_filter_checked_on_a_shortlist_gives_what_the_whole_lists_give(conn, archive, monkeypatch,
+                                                                                    shortlist):
+    await embedding_lists.train(conn, lists=TOPICS)
+    query = near(3, np.random.default_rng(4))[0]
+    exact = await search(conn, query, 0, speaker="customer", limit=15)
+    monkeypatch.setattr(transcript_search, "SHORTLIST", shortlist)
+    # Half the segments are the customer's: a shortlist of 15 leaves about 7 (the whole lists are asked
+    # again), one of 30 about 15, one of 120 every match of the topic's list.
+    assert await search(conn, query, 1, speaker="customer", limit=15) == exact

@@ -269,3 +269,47 @@ async def test_both_newest_first_plans_give_the_same_page(conn, calls3, monkeypa
     monkeypatch.setattr(transcript_search, "SORT_COST", sort_cost)
     rows, total = await transcript_search.keyword_search(conn, ADMIN, "o", Filters(), limit=4, offset=1, count_max=3)
     assert total == 3 and [r["segment_id"] for r in rows] == expected
+
+
+async def test_a_phrase_is_found_through_one_of_its_words_even_cut_inside_words(conn, calls3):
+    """The trigram index looks up one word of the phrase (the rarest); the whole phrase is still a substring
+    test: cut inside words it finds the same segment, and words in another order find nothing."""
+    _, ids = calls3
+    await conn.execute("analyze transcript_segments")
+    for q in ("ncel my pol", "to cancel my policy", "WANT TO CANCEL"):
+        rows, total = await _search(conn, q)
+        assert total == 1 and str(rows[0]["call_id"]) == ids["en"], q
+    assert (await _search(conn, "policy my cancel"))[1] == 1  # full text (stems, any order) still matches
+    assert (await _search(conn, "ncel policy my"))[1] == 0
+
+
+async def test_a_frequent_english_word_is_counted_by_full_text_and_pages_like_the_ranked_search(conn, calls3,
+                                                                                               monkeypatch):
+    for _ in range(3):
+        await scored_call(conn, OTHER)
+    await conn.execute("analyze transcript_segments")
+    assert (await transcript_search.word_shares(conn, ["sunrise"]))["sunrise"] >= transcript_search.FREQUENT_GRAM
+    counted = []
+    real = transcript_search._full_text_count
+
+    async def spy(*args):
+        counted.append(await real(*args))
+        return counted[-1]
+
+    monkeypatch.setattr(transcript_search, "_full_text_count", spy)
+
+    async def page(count_max, offset=1):
+        rows, total = await transcript_search.keyword_search(conn, ADMIN, "Sunrise", Filters(), limit=2,
+                                                             offset=offset, count_max=count_max)
+        return [r["segment_id"] for r in rows], total
+
+    frequent = await page(3)
+    assert counted == [3]  # five segments say it: the full text alone reaches count_max
+    expected = [r["id"] for r in await conn.fetch(
+        "select id from transcript_segments where norm like '%sunrise%' order by id desc limit 2 offset 1")]
+    assert frequent == (expected, 3)
+    few = await page(50, offset=0)
+    assert counted[-1] == 5 and few[1] == 5  # under count_max: ranked and counted as before
+    # The same answers when no word counts as frequent (the ranked pass first, as before).
+    monkeypatch.setattr(transcript_search, "FREQUENT_GRAM", 2.0)
+    assert await page(3) == frequent and await page(50, offset=0) == few
