@@ -47,6 +47,8 @@ class LiveOptions:
     phrase_threshold: float
     max_silence_s: float
     max_overtalk_s: float
+    threads: int = 2  # the live model's CPU threads (qa.live_transcribe)
+    window_s: float = 10.0  # the shortest window Whisper encodes per utterance
 
 
 def _scorecard_forbidden(settings: SimpleNamespace) -> tuple[str, ...]:
@@ -80,6 +82,8 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         "phrase_threshold": 0 < live.phrase_threshold <= 1,
         "max_silence_seconds": live.max_silence_seconds > 0,
         "max_overtalk_seconds": live.max_overtalk_seconds > 0,
+        "threads": live.threads >= 0,
+        "window_seconds": 5 <= live.window_seconds <= 30,
     }
     for key, ok in checks.items():
         if not ok:
@@ -99,6 +103,8 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         phrase_threshold=float(live.phrase_threshold),
         max_silence_s=float(live.max_silence_seconds),
         max_overtalk_s=float(live.max_overtalk_seconds),
+        threads=int(live.threads),
+        window_s=float(live.window_seconds),
     )
 
 

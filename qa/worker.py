@@ -93,7 +93,7 @@ class Worker:
         self.abandoned_thread = False  # a thread was still busy when the worker stopped
         self.fatal: str | None = None  # why the worker gave up (a refused token), else None
         self._http: aiohttp.ClientSession | None = None
-        self.model_workers = 1  # 2 with the live path: it transcribes beside the job (qa.live_worker)
+        self.model_workers = 1  # CTranslate2 replicas beyond the post-call lanes (the live path has its own model)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -221,11 +221,15 @@ async def _run_live(worker: Worker, database_url: str) -> None:
     """The live path (qa.live_worker) on its own small pool, until the worker stops."""
     from crm import db
     from qa.live import live_options
+    from qa.live_transcribe import load_live_model
     from qa.live_worker import LiveWorker
 
+    options = live_options(worker.settings)
+    # Its own Whisper instance and threads: a live utterance never queues behind a post-call batch.
+    model = await asyncio.to_thread(load_live_model, worker.settings, options.threads)
     pool = await db.create_pool(database_url, 1, 4)
     try:
-        live = LiveWorker(pool, worker.model, worker.worker_id, live_options(worker.settings), worker.options,
+        live = LiveWorker(pool, model, worker.worker_id, options, worker.options,
                           token=worker.settings.qa.worker_token.strip())
         await live.run(worker.stopping)
     finally:
@@ -238,8 +242,6 @@ async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, wor
     # faster-whisper logs every transcribe call at INFO.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     worker = Worker(conn, settings, None, worker_id)
-    if live_database_url:
-        worker.model_workers = 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
