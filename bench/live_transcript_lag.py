@@ -206,7 +206,7 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
                     continue
                 lag = text[0] - ended
                 lags.append(lag)
-                split = _stages(worker, ended, text[0])
+                split = await _stages(worker, ended, text[0])
                 for name, value in split.items():
                     stages[name].append(value)
                 print(f"  utterance {n + 1}: {len(samples) / 16000:.1f} s of speech, lag {lag:.2f} s "
@@ -230,10 +230,17 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
 STAGES = ("hangover", "queue", "model", "store", "delivery")
 
 
-def _stages(worker: LiveWorker, ended: float, arrived: float) -> dict[str, float]:
-    """The last agent utterance's way through the live path, in seconds per stage."""
-    t = next((t for t in reversed(worker.timings) if t.speaker == "agent" and t.segments), None)
-    if t is None:
+async def _stages(worker: LiveWorker, ended: float, arrived: float) -> dict[str, float]:
+    """This utterance's way through the live path, in seconds per stage.
+
+    Its timing is the agent's first one cut after the end of speech; the worker files it right after the
+    segment's commit, so it may come a moment after the text reached the socket."""
+    for _ in range(100):
+        t = next((t for t in worker.timings if t.speaker == "agent" and t.segments and t.cut > ended - 0.05), None)
+        if t is not None:
+            break
+        await asyncio.sleep(0.01)
+    else:
         return {}
     marks = (ended, t.cut, t.started, t.transcribed, t.stored, arrived)
     return {name: marks[i + 1] - marks[i] for i, name in enumerate(STAGES)}

@@ -42,7 +42,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import aiohttp
@@ -64,7 +64,7 @@ TIMINGS_KEPT = 200
 
 @dataclass
 class UtteranceTiming:
-    """When one utterance passed each stage (time.time()); text_at is filled by whoever reads the text."""
+    """When one utterance passed each stage of the live path (time.time())."""
 
     call_id: str
     speaker: str
@@ -74,7 +74,6 @@ class UtteranceTiming:
     transcribed: float = 0.0
     stored: float = 0.0
     segments: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class LiveCall:
