@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -48,7 +49,7 @@ def load_live_model(settings: SimpleNamespace, threads: int):
         resolve_model(qa.model, settings.data_dir),
         device=qa.device,
         compute_type=qa.compute_type,
-        cpu_threads=threads,  # 0: all cores (CTranslate2's own default)
+        cpu_threads=threads or (os.cpu_count() or 1),  # 0: all cores
         num_workers=1,
         local_files_only=not qa.allow_download,
     )
