@@ -1,6 +1,6 @@
 """Live transcript lag: end of speech -> its text on the supervisor's WebSocket (issue #7, acceptance 2).
 
-    .venv/bin/python bench/live_transcript_lag.py [--utterances 8] [--gap 2.5]
+    .venv/bin/python bench/live_transcript_lag.py [--utterances 8] [--gap 1] [--language en|auto]
 
 Everything real, in one process except the seat and the customer: an embedded
 PostgreSQL in a temporary folder, the app on a local port with one seat
@@ -13,9 +13,18 @@ voiced 20 ms frame went in. Lag = the time the segment's text arrives on the
 supervisor's socket minus that moment. One utterance at a time (the next
 starts once the text came, or after 60 s).
 
-Baseline, same run: Whisper alone on the same utterance (transcribe_utterance
-on the worker's model, nothing else), so lag - baseline is what the live path
-adds (the 0.3 s pause that ends an utterance, transport, store, notify).
+Baselines, same run: Whisper alone on the same utterances, (a) as the live
+path runs it now (qa.live_transcribe on its own live.threads model, fitted
+window) and (b) as it ran before (the post-call transcription of one
+utterance on a one-thread replica, 30 s window, word alignment). So lag - (a)
+is what the live path adds, and (b) / (a) what the model change saved.
+
+Per stage (medians and p95 over the utterances, from the worker's
+UtteranceTiming and the WebSocket arrival): hangover (end of speech -> the
+utterance is cut: the vad_merge_gap_ms pause plus the audio's way from the
+seat to the worker), queue (cut -> the live thread takes it), model, store
+(row + NOTIFY committed), delivery (LISTEN -> hub -> supervisor's WebSocket).
+
 Goal: p95 <= 3 s. Prints /proc/loadavg: on a shared, loaded machine the
 Whisper time dominates and grows with the load.
 """
@@ -43,6 +52,7 @@ from aiohttp import web  # noqa: E402
 from crm import db  # noqa: E402
 from crm.users import create_user  # noqa: E402
 from qa.live import ChannelCutter, live_options, transcribe_utterance  # noqa: E402
+from qa.live_transcribe import LiveLanguage, live_transcribe_options, load_live_model, transcribe_live  # noqa: E402
 from qa.live_worker import LiveWorker  # noqa: E402
 from qa.pipeline import load_model, qa_options  # noqa: E402
 from telephony.config import SeatConfig  # noqa: E402
@@ -99,19 +109,28 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def baseline(model, settings, utterances: list[np.ndarray]) -> list[float]:
-    """Whisper alone on each utterance as the live path would hand it over (cut by the same cutter)."""
-    qa = qa_options(settings.qa)
-    options = live_options(settings)
-    transcribe = qa.transcribe.__class__(**{**vars(qa.transcribe), "language": options.language})
-    times = []
+def _cut(settings, samples: np.ndarray):
+    """The utterance as the live path hands it over (cut by the same cutter)."""
+    qa, options = qa_options(settings.qa), live_options(settings)
+    cutter = ChannelCutter("agent", qa.vad, qa.transcribe.padding_s, options.max_segment_s)
+    audio = np.concatenate([np.zeros(8000, np.int16), samples, np.zeros(16000, np.int16)]).tobytes()
+    return [u for i in range(0, len(audio), FRAME) for u in cutter.feed(audio[i:i + FRAME])][0]
+
+
+async def baseline(live_model, before_model, settings, utterances: list[np.ndarray]) -> dict[str, list[float]]:
+    """Whisper alone on each utterance: the live path's way now, and the way before (see the module doc)."""
+    qa, options = qa_options(settings.qa), live_options(settings)
+    now = live_transcribe_options(qa.transcribe, options.language)
+    before = qa.transcribe.__class__(**{**vars(qa.transcribe), "language": options.language})
+    times: dict[str, list[float]] = {"now": [], "before": []}
     for samples in utterances:
-        cutter = ChannelCutter("agent", qa.vad, qa.transcribe.padding_s, options.max_segment_s)
-        audio = np.concatenate([np.zeros(8000, np.int16), samples, np.zeros(16000, np.int16)])
-        cut = [u for i in range(0, len(audio) * 2, FRAME) for u in cutter.feed(audio.tobytes()[i:i + FRAME])]
+        cut = _cut(settings, samples)
         started = time.monotonic()
-        await asyncio.to_thread(transcribe_utterance, model, cut[0], transcribe)
-        times.append(time.monotonic() - started)
+        await asyncio.to_thread(transcribe_live, live_model, cut, now, options.window_s, LiveLanguage("en"))
+        times["now"].append(time.monotonic() - started)
+        started = time.monotonic()
+        await asyncio.to_thread(transcribe_utterance, before_model, cut, before)
+        times["before"].append(time.monotonic() - started)
     return times
 
 
@@ -125,7 +144,8 @@ async def run(args, folder: Path) -> None:
         await admin.execute("create database livebench")
         await admin.close()
         url = db.with_database(server.get_uri(), "livebench")
-        settings = load_settings(environ={"TELESALES_DATA_DIR": str(folder / "var"), "TELESALES_LIVE_LANGUAGE": "en",
+        settings = load_settings(environ={"TELESALES_DATA_DIR": str(folder / "var"),
+                                          "TELESALES_LIVE_LANGUAGE": args.language,
                                           "TELESALES_LIVE_MAX_LAG_SECONDS": "600"})
         catalog = store.disposition_catalog(settings)
         await store.prepare(url, catalog)
@@ -138,8 +158,9 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
     voices = folder / "voices"
     voices.mkdir()
     utterances = [speech(voices, n, SENTENCES[n % len(SENTENCES)]) for n in range(args.utterances)]
-    model = await asyncio.to_thread(load_model, settings)
-    base = await baseline(model, settings, utterances)
+    model = await asyncio.to_thread(load_live_model, settings, live_options(settings).threads)
+    before_model = await asyncio.to_thread(load_model, settings)  # the post-call model, one thread per lane
+    base = await baseline(model, before_model, settings, utterances)
 
     pool = await db.create_pool(url, 1, 6)
     sip_port = _free_port()
@@ -163,6 +184,7 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
     stopping = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(stopping))
     lags: list[float] = []
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
     try:
         async with pool.acquire() as c:
             await create_user(c, "sup", "supervisor", hash_password("correct horse"))
@@ -184,8 +206,12 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
                     continue
                 lag = text[0] - ended
                 lags.append(lag)
-                print(f"  utterance {n + 1}: {len(samples) / 16000:.1f} s of speech, lag {lag:.2f} s, "
-                      f"whisper alone {base[n]:.2f} s: {text[1]!r}")
+                split = await _stages(worker, ended, text[0])
+                for name, value in split.items():
+                    stages[name].append(value)
+                print(f"  utterance {n + 1}: {len(samples) / 16000:.1f} s of speech, lag {lag:.2f} s "
+                      f"({', '.join(f'{k} {v:.2f}' for k, v in split.items())}), whisper alone "
+                      f"{base['now'][n]:.2f} s (before: {base['before'][n]:.2f} s): {text[1]!r}")
                 await asyncio.sleep(args.gap)
             await tap.aclose()
             await ws.close()
@@ -198,20 +224,45 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
         await runner.cleanup()
         await seats.stop()
         await pool.close()
-    report(lags, base)
+    report(lags, base, stages, settings)
 
 
-def report(lags: list[float], base: list[float]) -> None:
+STAGES = ("hangover", "queue", "model", "store", "delivery")
+
+
+async def _stages(worker: LiveWorker, ended: float, arrived: float) -> dict[str, float]:
+    """This utterance's way through the live path, in seconds per stage.
+
+    Its timing is the agent's first one cut after the end of speech; the worker files it right after the
+    segment's commit, so it may come a moment after the text reached the socket."""
+    for _ in range(100):
+        t = next((t for t in worker.timings if t.speaker == "agent" and t.segments and t.cut > ended - 0.05), None)
+        if t is not None:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        return {}
+    marks = (ended, t.cut, t.started, t.transcribed, t.stored, arrived)
+    return {name: marks[i + 1] - marks[i] for i, name in enumerate(STAGES)}
+
+
+def report(lags: list[float], base: dict[str, list[float]], stages: dict[str, list[float]], settings) -> None:
+    options = live_options(settings)
     print(f"\nloadavg at end: {loadavg()}")
-    print(f"utterances with text: {len(lags)} of {len(base)}")
+    print(f"live.threads = {options.threads}, live.window_seconds = {options.window_s:g}, "
+          f"live.language = {options.language!r}, qa.vad_merge_gap_ms = {settings.qa.vad_merge_gap_ms}")
+    print(f"utterances with text: {len(lags)} of {len(base['now'])}")
     verdict = "met" if pct(lags, 95) <= 3 else "NOT met"
     print(f"lag (end of speech -> text on the WebSocket): p50 {pct(lags, 50):.2f} s, p95 {pct(lags, 95):.2f} s, "
           f"max {max(lags, default=float('nan')):.2f} s  (goal p95 <= 3 s: {verdict})")
-    print(f"baseline, Whisper alone on the same utterances: p50 {pct(base, 50):.2f} s, "
-          f"p95 {pct(base, 95):.2f} s")
+    print("stages (p50 / p95 s): " + ", ".join(f"{k} {pct(v, 50):.2f} / {pct(v, 95):.2f}" for k, v in stages.items()))
+    now, before = base["now"], base["before"]
+    print(f"baseline, Whisper alone on the same utterances, live path now: p50 {pct(now, 50):.2f} s, "
+          f"p95 {pct(now, 95):.2f} s; as before (one thread, 30 s window, alignment): p50 {pct(before, 50):.2f} s, "
+          f"p95 {pct(before, 95):.2f} s; before / now (p50) {pct(before, 50) / pct(now, 50):.2f}x")
     if lags:
-        print(f"ratio lag / Whisper alone (p50): {pct(lags, 50) / pct(base, 50):.2f}; "
-              f"what the live path adds (p50): {pct(lags, 50) - pct(base, 50):.2f} s")
+        print(f"ratio lag / Whisper alone now (p50): {pct(lags, 50) / pct(now, 50):.2f}; "
+              f"what the live path adds (p50): {pct(lags, 50) - pct(now, 50):.2f} s")
 
 
 async def _next_agent_text(ws, timeout: float) -> tuple[float, str] | None:
@@ -249,6 +300,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utterances", type=int, default=8)
     p.add_argument("--gap", type=float, default=1.0, help="seconds of quiet after each utterance's text came")
+    p.add_argument("--language", default="en", help="live.language: en (as the README's figures) or auto")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tslive"))
     try:

@@ -6,8 +6,8 @@ gets its own webrtcvad; an utterance is cut when its speaker has been quiet
 for vad_merge_gap_ms (the pause that splits utterances after the call too),
 or after max_segment_s of unbroken speech, and its spans are found by
 qa.vad.spans_from_flags: the same rules as the post-call analysis, applied to
-what has arrived. The utterance is then transcribed by qa.transcribe, like a
-call that holds one piece of speech.
+what has arrived. The utterance is then transcribed by qa.live_transcribe
+(its own model, a window fitted to it, the call's language found once).
 
 Times are seconds of tap time: frames since the worker's tap opened, 50 a
 second per direction (the tap delivers silence too, so this is call time
@@ -47,6 +47,8 @@ class LiveOptions:
     phrase_threshold: float
     max_silence_s: float
     max_overtalk_s: float
+    threads: int = 2  # the live model's CPU threads (qa.live_transcribe)
+    window_s: float = 10.0  # the shortest window Whisper encodes per utterance
 
 
 def _scorecard_forbidden(settings: SimpleNamespace) -> tuple[str, ...]:
@@ -80,6 +82,8 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         "phrase_threshold": 0 < live.phrase_threshold <= 1,
         "max_silence_seconds": live.max_silence_seconds > 0,
         "max_overtalk_seconds": live.max_overtalk_seconds > 0,
+        "threads": live.threads >= 0,
+        "window_seconds": 5 <= live.window_seconds <= 30,
     }
     for key, ok in checks.items():
         if not ok:
@@ -99,6 +103,8 @@ def live_options(settings: SimpleNamespace) -> LiveOptions:
         phrase_threshold=float(live.phrase_threshold),
         max_silence_s=float(live.max_silence_seconds),
         max_overtalk_s=float(live.max_overtalk_seconds),
+        threads=int(live.threads),
+        window_s=float(live.window_seconds),
     )
 
 
@@ -182,7 +188,9 @@ class ChannelCutter:
 
 
 def transcribe_utterance(model, utterance: Utterance, options: TranscribeOptions) -> list[TranscriptSegment]:
-    """Whisper on one utterance (runs on a worker thread); segment times in tap time."""
+    """Whisper on one utterance the post-call way (30 s window, word alignment); segment times in tap time.
+
+    The live path used this before qa.live_transcribe; bench/live_transcript_lag.py keeps it as its baseline."""
     channel = ChannelSpeech(utterance.speaker, utterance.samples, utterance.spans)
     return [
         TranscriptSegment(s.start + utterance.origin_s, s.end + utterance.origin_s, s.speaker, s.text, s.confidence)

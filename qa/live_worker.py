@@ -22,8 +22,15 @@ and scored after hang-up as always. Speech before a worker took the call is
 not transcribed live (the post-call transcript has it).
 
 Transcription runs on its own thread (one per worker, shared by the calls it
-holds, in order of speech end) beside the post-call job's thread; the model
-is loaded with two CTranslate2 workers so both run at once.
+holds, in order of speech end) beside the post-call job's thread, on a
+Whisper instance of its own (qa.live_transcribe: live.threads threads, a
+window fitted to the utterance, the call's language detected once), so a
+live utterance never queues behind a post-call batch.
+
+Each utterance's way is timed (UtteranceTiming, wall clock): cut (the
+speaker's pause reached vad_merge_gap_ms), started and transcribed (the
+model), stored (the segment's row and its notification committed). The last
+ones are kept in LiveWorker.timings and logged, for bench/live_transcript_lag.py.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import aiohttp
@@ -41,7 +50,8 @@ import asyncpg
 
 from crm import live as store
 from crm import worker_tokens
-from qa.live import ChannelCutter, LiveMetrics, LiveOptions, Utterance, phrase_alerts, transcribe_utterance
+from qa.live import ChannelCutter, LiveMetrics, LiveOptions, Utterance, phrase_alerts
+from qa.live_transcribe import LiveLanguage, live_transcribe_options, transcribe_live
 from qa.pipeline import QaOptions
 from qa.segments import AGENT, CUSTOMER
 
@@ -49,6 +59,21 @@ log = logging.getLogger("qa.live")
 
 DIRECTIONS = {0: AGENT, 1: CUSTOMER}  # first byte of each audio message from the service
 MAX_AGE_S = 4 * 3600.0  # an "answered, not ended" call older than this is a stale row, not a live call
+TIMINGS_KEPT = 200
+
+
+@dataclass
+class UtteranceTiming:
+    """When one utterance passed each stage of the live path (time.time())."""
+
+    call_id: str
+    speaker: str
+    speech_s: float  # tap time of its end of speech
+    cut: float
+    started: float = 0.0
+    transcribed: float = 0.0
+    stored: float = 0.0
+    segments: int = 0
 
 
 class LiveCall:
@@ -62,6 +87,7 @@ class LiveCall:
         self.cutters = {AGENT: ChannelCutter(AGENT, **cut), CUSTOMER: ChannelCutter(CUSTOMER, **cut)}
         self.metrics = LiveMetrics(worker.options, qa.vad.merge_gap_ms / 1000)
         self.utterances: asyncio.Queue[tuple[Utterance, float] | None] = asyncio.Queue()  # with when it was cut
+        self.language = LiveLanguage(worker.transcribe_options.language)  # detected once per call
         self.skipped = 0
         self.ids = {"call_id": str(call_id), "worker_id": worker.worker_id}
 
@@ -74,7 +100,7 @@ class LiveCall:
             raise
         for cutter in self.cutters.values():
             if (rest := cutter.flush()) is not None:
-                self.utterances.put_nowait((rest, time.monotonic()))
+                self.utterances.put_nowait((rest, time.time()))
         self.utterances.put_nowait(None)
         await transcriber  # the call ended: its last words still come out
         return outcome
@@ -100,7 +126,7 @@ class LiveCall:
         if speaker is None:
             return
         for utterance in self.cutters[speaker].feed(pcm):
-            self.utterances.put_nowait((utterance, time.monotonic()))
+            self.utterances.put_nowait((utterance, time.time()))
         if speaker == CUSTOMER:  # both directions arrive frame by frame; check the metrics once per pair
             for alert in self.metrics.update(self.cutters[AGENT], self.cutters[CUSTOMER]):
                 await self.worker.alert(self.call_id, alert)
@@ -108,19 +134,24 @@ class LiveCall:
     async def _transcribe_all(self) -> None:
         while (item := await self.utterances.get()) is not None:
             utterance, queued = item
-            if time.monotonic() - queued > self.worker.options.max_lag_s:
+            timing = UtteranceTiming(str(self.call_id), utterance.speaker, utterance.end_s, queued)
+            if time.time() - queued > self.worker.options.max_lag_s:
                 # Transcription fell behind (a loaded machine, too many calls): text this late is no longer
                 # live, and the post-call QA transcribes it anyway. Catch up instead of lagging for good.
                 self.skipped += 1
                 log.warning("live utterance skipped: too late", extra=self.ids | {"skipped": self.skipped})
                 continue
+            timing.started = time.time()
             try:
-                segments = await self.worker.transcribe(utterance)
+                segments = await self.worker.transcribe(utterance, self.language)
             except Exception:  # noqa: BLE001 - one bad utterance must not end the call's live transcript
                 log.exception("live transcription failed", extra=self.ids)
                 continue
+            timing.transcribed = time.time()
             for segment in segments:
                 await self.worker.segment(self.call_id, segment)
+            timing.stored, timing.segments = time.time(), len(segments)
+            self.worker.timed(timing)
 
 
 class LiveWorker:
@@ -131,8 +162,8 @@ class LiveWorker:
         self.worker_id = worker_id
         self.options = options
         self.qa_options = qa_options
-        self.transcribe_options = qa_options.transcribe.__class__(
-            **{**vars(qa_options.transcribe), "language": options.language})
+        self.transcribe_options = live_transcribe_options(qa_options.transcribe, options.language)
+        self.timings: deque[UtteranceTiming] = deque(maxlen=TIMINGS_KEPT)
         self.token = token
         self._own_token: str | None = None  # the name of the token this worker made for itself
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="qa-live")
@@ -224,13 +255,18 @@ class LiveWorker:
                 if not await store.renew(conn, call_id, self.worker_id, self.options.lease_s):
                     log.warning("live lease lost", extra={"call_id": str(call_id)})
 
-    async def transcribe(self, utterance: Utterance):
+    async def transcribe(self, utterance: Utterance, language: LiveLanguage):
+        """On the live thread, with self.model: the live model (qa.live_transcribe.load_live_model)."""
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        segments = await loop.run_in_executor(
-            self.executor, transcribe_utterance, self.model, utterance, self.transcribe_options)
-        log.debug("live utterance transcribed", extra={"seconds": round(time.monotonic() - started, 3)})
-        return segments
+        return await loop.run_in_executor(self.executor, transcribe_live, self.model, utterance,
+                                          self.transcribe_options, self.options.window_s, language)
+
+    def timed(self, timing: UtteranceTiming) -> None:
+        self.timings.append(timing)
+        log.debug("live utterance done", extra={
+            "call_id": timing.call_id, "queue_s": round(timing.started - timing.cut, 3),
+            "model_s": round(timing.transcribed - timing.started, 3),
+            "store_s": round(timing.stored - timing.transcribed, 3), "segments": timing.segments})
 
     async def segment(self, call_id: uuid.UUID, segment) -> None:
         async with self.pool.acquire() as conn:

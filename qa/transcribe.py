@@ -69,8 +69,8 @@ def load_whisper(model_path: str, device: str, compute_type: str, threads: int, 
     per token. Measured on the shared 2-core machine (load average 20-30),
     two one-thread workers took the same CPU time as one two-thread worker
     for the same windows but 45% less wall time. num_workers - 1 replicas more
-    let other threads run the model beside a post-call job (the live path,
-    qa.live_worker).
+    let other threads run the model beside a post-call job (the live path
+    loads its own instance instead: qa.live_transcribe).
     """
     from faster_whisper import WhisperModel
 

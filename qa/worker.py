@@ -93,7 +93,9 @@ class Worker:
         self.abandoned_thread = False  # a thread was still busy when the worker stopped
         self.fatal: str | None = None  # why the worker gave up (a refused token), else None
         self._http: aiohttp.ClientSession | None = None
-        self.model_workers = 1  # 2 with the live path: it transcribes beside the job (qa.live_worker)
+        self.model_workers = 1  # CTranslate2 replicas beyond the post-call lanes (the live path has its own model)
+        self.live_threads: int | None = None  # with the live path: its own model's threads (live.threads)
+        self.live_model = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -117,6 +119,12 @@ class Worker:
         try:
             self.model = await self._stoppable(loop.run_in_executor(self.executor, load_model, self.settings,
                                                                           self.model_workers))
+            if self.live_threads is not None:
+                # Its own Whisper instance: a live utterance never queues behind a post-call batch.
+                from qa.live_transcribe import load_live_model
+
+                self.live_model = await self._stoppable(loop.run_in_executor(
+                    self.executor, load_live_model, self.settings, self.live_threads))
         except Stopping:
             return False
         return True
@@ -225,7 +233,7 @@ async def _run_live(worker: Worker, database_url: str) -> None:
 
     pool = await db.create_pool(database_url, 1, 4)
     try:
-        live = LiveWorker(pool, worker.model, worker.worker_id, live_options(worker.settings), worker.options,
+        live = LiveWorker(pool, worker.live_model, worker.worker_id, live_options(worker.settings), worker.options,
                           token=worker.settings.qa.worker_token.strip())
         await live.run(worker.stopping)
     finally:
@@ -239,7 +247,9 @@ async def run_worker(conn: asyncpg.Connection, settings: SimpleNamespace, *, wor
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     worker = Worker(conn, settings, None, worker_id)
     if live_database_url:
-        worker.model_workers = 2
+        from qa.live import live_options
+
+        worker.live_threads = live_options(settings).threads
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
