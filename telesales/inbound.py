@@ -34,6 +34,7 @@ campaign. Their campaign stays on their status, so after the wrap-up they are ba
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -51,6 +52,7 @@ from crm.errors import UserError
 from telephony import events as ev
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
+from telesales import claims
 from telesales.inbound_audio import QueueAudio, wav_seconds
 from telesales.settings import SettingsError
 
@@ -173,11 +175,17 @@ class InboundQueue:
         # who comes first waits for the file they need (QueueAudio's lock).
         self._spawn(self.audio.prepare(PREPARED_POSITIONS))
         self.seats.listeners.append(self.on_event)
+        # Seats with callers waiting are dialled from last; a seat let go may be one a caller waits on.
+        self.seats.claims.waiting = self.waiting_per_seat
+        self.seats.claims.on_release.append(self._seat_released)
         self._task = asyncio.create_task(self._run(), name="inbound-queue")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.seats.listeners.remove(self.on_event)
+        with contextlib.suppress(ValueError):
+            self.seats.claims.on_release.remove(self._seat_released)
+        self.seats.claims.waiting = dict
         for task in [self._task, *list(self._tasks)]:
             if task is not None:
                 task.cancel()
@@ -214,6 +222,14 @@ class InboundQueue:
             q["waiting"] += 1
             q["longest_wait_seconds"] = max(q["longest_wait_seconds"], round(now - w.since, 1))
         return out
+
+    def waiting_per_seat(self) -> dict[str, int]:
+        """Seat -> callers waiting on it (not yet with an agent: they do not hold the seat)."""
+        return dict(collections.Counter(w.seat for w in self.waiting))
+
+    def _seat_released(self, seat: str) -> None:
+        if any(w.seat == seat for w in self.waiting):
+            self._kick.set()  # a caller who waited for their seat can be taken now
 
     async def wants_agent(self, agent_id: int) -> bool:
         """True while a caller waits whom this agent could take: outbound dialers leave them to the queue."""
@@ -306,6 +322,21 @@ class InboundQueue:
     async def _assign(self, w: Waiting, taken: list[int]) -> int | None:
         if w not in self.waiting:
             return None  # left (hung up, called back) during this round
+        # The caller cannot move off their seat: while a dial holds it, they wait (the seat's end kicks a round).
+        try:
+            seat = self.seats.claims.claim(claims.INBOUND, w.seat)
+        except claims.SeatBusy as e:
+            log.info("queued caller waits for their seat: %s", e.message, extra={"call_id": w.call_id})
+            return None
+        self.seats.claims.attach(seat, w.call_id)  # the call's end lets the seat go
+        try:
+            agent_id = await self._take(w, taken)
+        finally:
+            if w in self.waiting:  # nobody took the caller: the seat is free for a dial again
+                self.seats.claims.release(seat)
+        return agent_id
+
+    async def _take(self, w: Waiting, taken: list[int]) -> int | None:
         async with self.pool.acquire() as conn:
             for agent in await conn.fetch(_READY_AGENTS, w.skill, taken):
                 if await self._claim(conn, w, agent["id"]):
@@ -324,15 +355,14 @@ class InboundQueue:
         return agent["id"]
 
     async def _claim(self, conn: asyncpg.Connection, w: Waiting, agent_id: int) -> bool:
-        """Agent on_call and the call theirs, in one transaction under the agent's status lock, checked again
-        inside it (a dialer or the agent's own click may have moved them since the query)."""
+        """Agent on_call and the call theirs, in one transaction holding the agent's claim (telesales/claims.py:
+        a dialer or the agent's own dial may have taken them since the query)."""
         now = dt.datetime.now(dt.UTC)
         async with conn.transaction():
-            await conn.execute("select pg_advisory_xact_lock(hashtext('agent_status'), ($1 % 2147483647)::int)",
-                               agent_id)
-            status = await agent_status.current(conn, agent_id)
-            busy = await conn.fetchval("select 1 from calls where agent_id = $1 and ended_at is null", agent_id)
-            if status is None or status["status"] != "ready" or busy:
+            try:
+                status = await claims.claim_agent(conn, agent_id, claims.INBOUND)
+            except claims.AgentBusy as e:
+                log.info("inbound call skips an agent: %s", e.message, extra={"call_id": w.call_id})
                 return False
             updated = await conn.execute(
                 """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
