@@ -90,6 +90,11 @@ class SeatManager:
             raise SeatUnavailable(f"seat {name} is restarting")
         return seat.client
 
+    @property
+    def names(self) -> list[str]:
+        """The seats' names, in the order they were configured."""
+        return list(self._seats)
+
     def pid(self, name: str) -> int | None:
         proc = self._seats[name].proc
         return proc.pid if proc else None

@@ -27,7 +27,9 @@ from crm.errors import Conflict, IllegalTransition, NotFound, UserError
 from crm.fields import parse_call_id
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
+from telesales import claims
 from telesales.app import AppContext
+from telesales.claims import SeatClaim
 from telesales.dial_routes import dial_uri_for
 
 log = logging.getLogger("telesales.desk")
@@ -238,59 +240,83 @@ class Desk:
     # --- calls ----------------------------------------------------------------------
 
     async def dial(self, lead_id: int, now: dt.datetime) -> dict:
-        """Gates first (every dial, callbacks included); a blocked dial writes no call and says why."""
+        """Gates first (every dial, callbacks included); a blocked dial writes no call and says why.
+
+        The agent and the seat are claimed (telesales/claims.py) and the call row written in the agent's
+        name, on_call, in one transaction: a predictive or inbound call cannot reach the agent meanwhile,
+        nor a dialer take the seat (409 naming what holds them)."""
         async with self.ctx.pool.acquire() as conn:
-            status = await self._require_status(conn, "ready", "paused")
-            async with conn.transaction():
-                lead = await conn.fetchrow("select * from leads where id = $1 for update", lead_id)
-                if lead is None:
-                    raise NotFound(f"no lead {lead_id}", fields=["lead_id"])
-                if lead["claimed_by"] != self.agent_id:
-                    raise Conflict(f"lead {lead_id} is not in front of you; take it first", fields=["lead_id"])
-                verdict = await self._verdict(conn, lead, now)
-                call_id = None
-                if verdict.allowed:  # the claim lasts through the call and its wrap-up
-                    await conn.execute("update leads set claim_expires_at = $2 where id = $1", lead_id,
-                                       now + dt.timedelta(minutes=self.rules.claim_minutes))
-                if verdict.allowed and not self._dials_through_seats():
-                    # No SIP trunk for the desk: the agent dials on their own phone; the call is recorded here.
-                    call_id = (await call_store.create_call(conn, direction="outbound", agent_id=self.agent_id,
-                                                            lead_id=lead_id, now=now))["id"]
-            if not verdict.allowed:
-                # Audited outside the refused transaction: who tried to dial whom, and why it was refused.
-                await audit.record(conn, self.agent_id, "dial.blocked", "lead", lead_id,
-                                   {"phone": lead["phone"], **verdict.to_json()})
-                raise DialBlocked(
-                    "cannot dial " + lead["phone"] + ": " + "; ".join(b.message for b in verdict.blocks),
-                    fields=["lead_id"], reasons=[b.to_json() for b in verdict.blocks],
-                )
-            if call_id is None:
-                call_id = await self._dial_seat(conn, lead)
-            await agent_status.set_status(conn, self.agent_id, "on_call", campaign_id=lead["campaign_id"],
-                                          now=now)
+            seat, placed = None, False
+            try:
+                async with conn.transaction():
+                    # First: the agent's lock, held to the commit, and a 409 saying what they are busy with.
+                    status = await claims.claim_agent(conn, self.agent_id, claims.MANUAL_DIAL,
+                                                      statuses=("ready", "paused"), subject="you are")
+                    lead = await conn.fetchrow("select * from leads where id = $1 for update", lead_id)
+                    if lead is None:
+                        raise NotFound(f"no lead {lead_id}", fields=["lead_id"])
+                    if lead["claimed_by"] != self.agent_id:
+                        raise Conflict(f"lead {lead_id} is not in front of you; take it first", fields=["lead_id"])
+                    verdict = await self._verdict(conn, lead, now)
+                    if verdict.allowed:
+                        seat, call_id = await self._claim_and_record(conn, lead, now)
+                if not verdict.allowed:
+                    # Audited outside the refused transaction: who tried to dial whom, and why it was refused.
+                    await audit.record(conn, self.agent_id, "dial.blocked", "lead", lead_id,
+                                       {"phone": lead["phone"], **verdict.to_json()})
+                    raise DialBlocked(
+                        "cannot dial " + lead["phone"] + ": " + "; ".join(b.message for b in verdict.blocks),
+                        fields=["lead_id"], reasons=[b.to_json() for b in verdict.blocks],
+                    )
+                if seat is not None:
+                    await self._place(conn, seat, call_id, lead, status, now)
+                    placed = True
+            except BaseException:
+                if seat is not None and not placed:
+                    self.ctx.seats.claims.release(seat)  # the call never got to the seat
+                raise
         log.info("dial", extra={"agent_id": self.agent_id, "lead_id": lead_id, "call_id": str(call_id),
-                                "from_status": status["status"]})
+                                "from_status": status["status"], "seat": None if seat is None else seat.seat})
         return {"call_id": str(call_id), "lead_id": lead_id, "phone": lead["phone"]}
+
+    async def _claim_and_record(self, conn: asyncpg.Connection, lead: asyncpg.Record,
+                                now: dt.datetime) -> tuple[SeatClaim | None, uuid.UUID]:
+        """Inside the dial's transaction, the agent claimed: a seat claimed, the call row in the agent's
+        name, the agent on_call and the lead's claim lasting through the call and its wrap-up."""
+        await conn.execute("update leads set claim_expires_at = $2 where id = $1", lead["id"],
+                           now + dt.timedelta(minutes=self.rules.claim_minutes))
+        # No SIP trunk for the desk: the agent dials on their own phone; the call is recorded here.
+        seat = self.ctx.seats.claims.claim(claims.MANUAL_DIAL) if self._dials_through_seats() else None
+        try:
+            row = await call_store.create_call(conn, direction="outbound", agent_id=self.agent_id,
+                                               lead_id=lead["id"], to_number=lead["phone"],
+                                               seat=None if seat is None else seat.seat, now=now)
+            await agent_status.set_status(conn, self.agent_id, "on_call", campaign_id=lead["campaign_id"], now=now)
+            if seat is not None:
+                self.ctx.seats.claims.attach(seat, row["id"])  # before the dial: its end lets the seat go
+        except BaseException:
+            if seat is not None:
+                self.ctx.seats.claims.release(seat)
+            raise
+        return seat, row["id"]
 
     def _dials_through_seats(self) -> bool:
         return self.ctx.seats is not None and self.ctx.settings.telephony.seats > 0 \
             and bool(self.ctx.settings.dialer.dial_uri)
 
-    async def _free_seat(self, conn: asyncpg.Connection) -> str:
-        busy = {r["seat"] for r in await conn.fetch(
-            "select distinct seat from calls where ended_at is null and seat is not null")}
-        for n in range(1, self.ctx.settings.telephony.seats + 1):
-            if f"seat{n}" not in busy:
-                return f"seat{n}"
-        raise NoSeat("every seat is on a call; try again in a moment")
-
-    async def _dial_seat(self, conn: asyncpg.Connection, lead: asyncpg.Record) -> uuid.UUID:
-        seat = await self._free_seat(conn)
+    async def _place(self, conn: asyncpg.Connection, seat: SeatClaim, call_id: uuid.UUID, lead: asyncpg.Record,
+                     before: asyncpg.Record, now: dt.datetime) -> None:
+        """The call out through the claimed seat; refused, the row is closed (dial_failed), the seat let go
+        and the agent back in the status they dialled from."""
         uri = dial_uri_for(self.ctx.settings.dialer, lead["phone"])
         try:
-            return await self.ctx.seats.dial(seat, uri, agent_id=self.agent_id, lead_id=lead["id"],
-                                             to_number=lead["phone"])
+            if uri is None:
+                raise CommandError(f"no dialer.dial_routes entry or dial_uri reaches {lead['phone']}")
+            await self.ctx.seats.place(seat.seat, call_id, uri)
         except (CommandError, SeatUnavailable) as e:
+            self.ctx.seats.claims.release(seat)
+            await agent_status.set_status(conn, self.agent_id, before["status"], reason=before["reason"],
+                                          campaign_id=before["campaign_id"], now=now)
             raise NoSeat(f"the call could not be placed: {e}") from None
 
     async def hangup(self, call_id: uuid.UUID, now: dt.datetime) -> None:
@@ -373,11 +399,17 @@ class Desk:
                 "select sip_uri from users where id = $1", self.agent_id)
             if not target:
                 raise UserError("nothing to call: set dialer.line_test_uri or your phone (sip_uri)")
-            seat = await self._free_seat(conn)
-            await audit.record(conn, self.agent_id, "line_test", "seat", seat, {"target": target})
+            claim = self.ctx.seats.claims.claim(claims.LINE_TEST)
+            seat = claim.seat
+            try:
+                await audit.record(conn, self.agent_id, "line_test", "seat", seat, {"target": target})
+            except BaseException:
+                self.ctx.seats.claims.release(claim)
+                raise
         try:
-            call_id = await self.ctx.seats.dial(seat, target, ring_timeout=ring_timeout)
+            call_id = await self.ctx.seats.dial(seat, target, ring_timeout=ring_timeout, claim=claim)
         except (CommandError, SeatUnavailable) as e:
+            self.ctx.seats.claims.release(claim)
             raise SeatRefused(f"the seat could not place the test call: {e}") from None
         row = await self._wait_for(call_id, lambda r: r["answered_at"] is not None or r["ended_at"] is not None,
                                    ring_timeout + 5)

@@ -6,7 +6,9 @@ s16, 20 ms, 640 bytes); text messages are JSON objects.
 
   page -> service   microphone frames while a call is up, injected into the seat's media tap with
                     to="both": the customer hears them and the recording's left (agent) channel holds them
-  service -> page   the customer's frames of the call (the tap's "customer" direction), 50 a second;
+  service -> page   the customer's frames of the call (the tap's "customer" direction), 50 a second,
+                    with a supervisor's whisper or barge mixed in (`speak_to`: the seat sends those only
+                    to a SIP headset leg, so a browser agent hears them through here);
                     {"type": "call", "call_id": ...} when one of the agent's seat calls is answered,
                     {"type": "idle"} when it ends, {"type": "error", "message": ...} when it cannot be
                     tapped, and each second {"type": "stats", "mic_frames", "mic_dropped", "ear_frames",
@@ -18,11 +20,13 @@ One live browser headset per agent: a second page takes over and the first is to
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import uuid
 
 import asyncpg
+import numpy as np
 from aiohttp import WSMsgType, web
 
 from telephony.client import SeatUnavailable
@@ -36,6 +40,25 @@ RECHECK_SECONDS = 1.0
 STATS_SECONDS = 1.0
 CLOSE_TAKEN_OVER = 4001  # WebSocket close codes 4000-4999 are the application's
 CLOSE_BAD_FRAME = 1003  # "unsupported data"
+# A supervisor's frames waiting to be mixed into the agent's ear (0.5 s): a voice running ahead of the
+# call's clock loses its oldest frames instead of lagging further and further behind.
+SPOKEN_FRAMES = 25
+
+
+def speak_to(seats, call_id: uuid.UUID | str, pcm: bytes) -> bool:
+    """A supervisor's frame (whisper or barge) into the ear of the browser-headset agent on `call_id`;
+    False when no browser headset is on that call (the agent hears the seat's headset leg instead)."""
+    for headset in list(getattr(seats, "browser_headsets", {}).values()):
+        if headset.call_id is not None and str(headset.call_id) == str(call_id):
+            headset.spoken.append(pcm)
+            return True
+    return False
+
+
+def _mix(customer: bytes, spoken: bytes) -> bytes:
+    """Two frames of s16 PCM added, clipped at full scale (what the seat's conference bridge does)."""
+    total = np.frombuffer(customer, dtype="<i2").astype(np.int32) + np.frombuffer(spoken, dtype="<i2")
+    return np.clip(total, -32768, 32767).astype("<i2").tobytes()
 
 
 class BrowserHeadset:
@@ -49,6 +72,7 @@ class BrowserHeadset:
         self.mic_frames = 0  # injected into the call
         self.mic_dropped = 0  # came while no call was up, or the seat refused them
         self.ear_frames = 0
+        self.spoken: collections.deque[bytes] = collections.deque(maxlen=SPOKEN_FRAMES)  # see speak_to
         self._untappable: set[uuid.UUID] = set()
 
     async def run(self) -> None:
@@ -133,13 +157,16 @@ class BrowserHeadset:
             await self.ws.send_json({"type": "error", "call_id": str(call["id"]),
                                      "message": f"the call's audio cannot reach this page: {e}"})
             return
+        self.spoken.clear()
         self.tap, self.call_id = tap, call["id"]
         log.info("browser headset on call", extra={"agent_id": self.agent_id, "call_id": str(call["id"])})
         try:
             await self.ws.send_json({"type": "call", "call_id": str(call["id"])})
             async for frame in tap:
                 if frame.direction == "customer":
-                    await self.ws.send_bytes(frame.pcm)
+                    # The customer's frames keep the call's clock: one supervisor frame rides on each.
+                    pcm = _mix(frame.pcm, self.spoken.popleft()) if self.spoken else frame.pcm
+                    await self.ws.send_bytes(pcm)
                     self.ear_frames += 1
         finally:
             self.tap = None
@@ -147,6 +174,7 @@ class BrowserHeadset:
         # The tap ended with the call; its row may lag the seat's event by a moment.
         self._untappable.add(call["id"])
         self.call_id = None
+        self.spoken.clear()
         await self.ws.send_json({"type": "idle"})
 
     async def _report(self) -> None:

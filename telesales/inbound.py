@@ -23,7 +23,9 @@ that leg. Limits: a seat's headset leg is one phone, so an agent on a SIP desk p
 queued call that waits on the seat their phone is connected to (route those agents through the
 browser tap); a queue holds at most 4 callers per seat (the carrier or PBX hunts to the next seat
 on 486); the queue lives in this service process (a restart ends the waiting calls: the seats
-are restarted with it).
+are restarted with it). A waiting caller does not hold their seat (telesales/claims.py): the desk and
+the dialer may dial from it, and while such a call holds it the caller waits for it to end (the seat's
+release kicks a routing round); taking the caller claims the seat for their call.
 
 Blended agents: an agent who is ready in a preview, progressive or predictive campaign is a
 candidate too, and inbound takes precedence: the router claims them before the outbound dialers
@@ -34,6 +36,7 @@ campaign. Their campaign stays on their status, so after the wrap-up they are ba
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -51,6 +54,7 @@ from crm.errors import UserError
 from telephony import events as ev
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
+from telesales import claims
 from telesales.inbound_audio import QueueAudio, wav_seconds
 from telesales.settings import SettingsError
 
@@ -173,11 +177,17 @@ class InboundQueue:
         # who comes first waits for the file they need (QueueAudio's lock).
         self._spawn(self.audio.prepare(PREPARED_POSITIONS))
         self.seats.listeners.append(self.on_event)
+        # Seats with callers waiting are dialled from last; a seat let go may be one a caller waits on.
+        self.seats.claims.waiting = self.waiting_per_seat
+        self.seats.claims.on_release.append(self._seat_released)
         self._task = asyncio.create_task(self._run(), name="inbound-queue")
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.seats.listeners.remove(self.on_event)
+        with contextlib.suppress(ValueError):
+            self.seats.claims.on_release.remove(self._seat_released)
+        self.seats.claims.waiting = dict
         for task in [self._task, *list(self._tasks)]:
             if task is not None:
                 task.cancel()
@@ -214,6 +224,14 @@ class InboundQueue:
             q["waiting"] += 1
             q["longest_wait_seconds"] = max(q["longest_wait_seconds"], round(now - w.since, 1))
         return out
+
+    def waiting_per_seat(self) -> dict[str, int]:
+        """Seat -> callers waiting on it (not yet with an agent: they do not hold the seat)."""
+        return dict(collections.Counter(w.seat for w in self.waiting))
+
+    def _seat_released(self, seat: str) -> None:
+        if any(w.seat == seat for w in self.waiting):
+            self._kick.set()  # a caller who waited for their seat can be taken now
 
     async def wants_agent(self, agent_id: int) -> bool:
         """True while a caller waits whom this agent could take: outbound dialers leave them to the queue."""
@@ -306,10 +324,20 @@ class InboundQueue:
     async def _assign(self, w: Waiting, taken: list[int]) -> int | None:
         if w not in self.waiting:
             return None  # left (hung up, called back) during this round
+        # The caller cannot move off their seat: while a dial holds it, they wait (its release kicks a round).
+        held = self.seats.claims.holder(w.seat)
+        if held is not None:
+            log.info("queued caller waits for their seat", extra={"call_id": w.call_id, "seat": w.seat,
+                                                                   "held_for": held.purpose})
+            return None
         async with self.pool.acquire() as conn:
             for agent in await conn.fetch(_READY_AGENTS, w.skill, taken):
-                if await self._claim(conn, w, agent["id"]):
-                    break
+                try:
+                    if await self._claim(conn, w, agent["id"]):
+                        break
+                except claims.SeatBusy as e:  # a dial took the seat during this claim: nothing was written
+                    log.info("queued caller waits for their seat: %s", e.message, extra={"call_id": w.call_id})
+                    return None
             else:
                 return None
         with contextlib.suppress(ValueError):
@@ -324,24 +352,34 @@ class InboundQueue:
         return agent["id"]
 
     async def _claim(self, conn: asyncpg.Connection, w: Waiting, agent_id: int) -> bool:
-        """Agent on_call and the call theirs, in one transaction under the agent's status lock, checked again
-        inside it (a dialer or the agent's own click may have moved them since the query)."""
+        """Agent on_call and the call theirs, in one transaction holding the agent's claim (telesales/claims.py:
+        a dialer or the agent's own dial may have taken them since the query). The caller's seat is claimed
+        only once an agent is sure, so a round that finds nobody never holds the seat against a dial."""
         now = dt.datetime.now(dt.UTC)
-        async with conn.transaction():
-            await conn.execute("select pg_advisory_xact_lock(hashtext('agent_status'), ($1 % 2147483647)::int)",
-                               agent_id)
-            status = await agent_status.current(conn, agent_id)
-            busy = await conn.fetchval("select 1 from calls where agent_id = $1 and ended_at is null", agent_id)
-            if status is None or status["status"] != "ready" or busy:
-                return False
-            updated = await conn.execute(
-                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
-                                    customer_id = $4
-                   where id = $1 and ended_at is null and queue_outcome is null""",
-                uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
-            if updated != "UPDATE 1":
-                return False
-            await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
+        seat = None
+        try:
+            async with conn.transaction():
+                try:
+                    status = await claims.claim_agent(conn, agent_id, claims.INBOUND)
+                except claims.AgentBusy as e:
+                    log.info("inbound call skips an agent: %s", e.message, extra={"call_id": w.call_id})
+                    return False
+                # Before anything is written (SeatBusy leaves nothing behind); the call's end lets it go.
+                seat = self.seats.claims.claim(claims.INBOUND, w.seat)
+                self.seats.claims.attach(seat, w.call_id)
+                updated = await conn.execute(
+                    """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
+                                        customer_id = $4
+                       where id = $1 and ended_at is null and queue_outcome is null""",
+                    uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
+                if updated != "UPDATE 1":
+                    self.seats.claims.release(seat)
+                    return False
+                await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
+        except BaseException:
+            if seat is not None:
+                self.seats.claims.release(seat)  # not committed: nothing holds the seat
+            raise
         return True
 
     async def _customer_for(self, conn: asyncpg.Connection, w: Waiting) -> int:

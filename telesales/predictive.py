@@ -46,6 +46,7 @@ from crm.errors import UserError
 from telephony import events as ev
 from telephony.client import SeatUnavailable
 from telephony.protocol import CommandError
+from telesales import claims
 from telesales.app import AppContext
 from telesales.dial_routes import dial_uri_for
 from telesales.pacing import AdaptivePacer
@@ -144,7 +145,8 @@ class PredictiveDialer:
         # The task following each call's latest event: answers are handled side by side (five answers
         # at once must not wait in line for the message), one call's events in order.
         self._following: dict[str, asyncio.Task] = {}
-        self._headsets: dict[str, str] = {}  # call id -> seat whose headset leg this dialer connected
+        # call id -> seat whose headset leg this dialer connected (its seat claim waits for the leg to go)
+        self._headsets: dict[str, str] = {}
         self._tasks: list[asyncio.Task] = []
         self.rounds: collections.deque[Round] = collections.deque(maxlen=200)  # latest rounds that wanted lines
 
@@ -258,10 +260,9 @@ class PredictiveDialer:
             wanted = wanted_lines(pace, free, ringing, can_abandon=self.message is not None, soon_free=soon)
             if wanted <= 0:
                 return []
-            seats = await self._free_seats(conn)
             placed = []
-            for seat in seats[:wanted]:
-                call_id = await self._dial_one(conn, campaign_id, seat, now)
+            for _ in range(wanted):
+                call_id = await self._dial_one(conn, campaign_id, now)
                 if call_id is None:
                     break
                 placed.append(call_id)
@@ -271,16 +272,22 @@ class PredictiveDialer:
                                                         "free_agents": free, "ringing": ringing})
         return placed
 
-    async def _free_seats(self, conn: asyncpg.Connection) -> list[str]:
-        busy = {r["seat"] for r in await conn.fetch(
-            "select distinct seat from calls where ended_at is null and seat is not null")}
-        # A seat whose agent's phone leg is still being let go is not free yet either.
-        busy |= set(self._headsets.values())
-        return [f"seat{n}" for n in range(1, self.ctx.settings.telephony.seats + 1) if f"seat{n}" not in busy]
+    async def _dial_one(self, conn: asyncpg.Connection, campaign_id: int, now: dt.datetime) -> uuid.UUID | None:
+        """The next lead through the hopper (gates included) on a free seat; None when no seat is free or
+        nothing may be dialled. The seat stays claimed until the line and the agent's phone leg are gone."""
+        try:
+            seat = self.ctx.seats.claims.claim(claims.PREDICTIVE, keep_after_end=True)
+        except claims.SeatBusy:
+            return None
+        try:
+            call_id = await self._dial_lead(conn, campaign_id, seat, now)
+        finally:
+            if seat.call_id is None:
+                self.ctx.seats.claims.release(seat)
+        return call_id
 
-    async def _dial_one(self, conn: asyncpg.Connection, campaign_id: int, seat: str,
-                        now: dt.datetime) -> uuid.UUID | None:
-        """The next lead through the hopper (gates included) on `seat`; None when nothing may be dialled."""
+    async def _dial_lead(self, conn: asyncpg.Connection, campaign_id: int, seat: claims.SeatClaim,
+                         now: dt.datetime) -> uuid.UUID | None:
         d = self.ctx.settings.dialer
         pick = await hopper.next_lead(conn, campaign_id=campaign_id, agent_id=self.dialer_id, now=now,
                                       rules=self._rules(), exclusive=False)
@@ -291,10 +298,11 @@ class PredictiveDialer:
         try:
             if uri is None:
                 raise CommandError(f"no dialer.dial_routes entry or dial_uri reaches {phone}")
-            return await self.ctx.seats.dial(seat, uri, lead_id=pick.lead_id, to_number=phone,
-                                             ring_timeout=d.predictive_ring_seconds)
+            return await self.ctx.seats.dial(seat.seat, uri, lead_id=pick.lead_id, to_number=phone,
+                                             ring_timeout=d.predictive_ring_seconds, claim=seat)
         except (CommandError, SeatUnavailable) as e:
-            log.warning("predictive dial failed: %s", e, extra={"lead_id": pick.lead_id, "seat": seat})
+            log.warning("predictive dial failed: %s", e, extra={"lead_id": pick.lead_id, "seat": seat.seat})
+            self.ctx.seats.claims.release(seat)
             await hopper.release(conn, pick.lead_id, self.dialer_id)
             return None
 
@@ -336,11 +344,13 @@ class PredictiveDialer:
         """The longest-ready agent takes the call, in one transaction; None when nobody is free."""
         async with conn.transaction():
             for agent in await conn.fetch(_READY_AGENTS, call["campaign_id"]):
-                # The lock set_status takes: a pause clicked now waits for this, then applies.
-                await conn.execute("select pg_advisory_xact_lock(hashtext('agent_status'), ($1 % 2147483647)::int)",
-                                   agent["id"])
-                if agent["id"] not in {r["id"] for r in await conn.fetch(_READY_AGENTS, call["campaign_id"])}:
-                    continue  # paused or took a call meanwhile
+                try:  # the agent's lock (a pause, a manual dial or the inbound queue waits) and a fresh check
+                    status = await claims.claim_agent(conn, agent["id"], claims.PREDICTIVE)
+                except claims.AgentBusy as e:
+                    log.info("predictive call skips an agent: %s", e.message, extra={"call_id": str(call["id"])})
+                    continue
+                if status["campaign_id"] != call["campaign_id"]:
+                    continue  # moved to another campaign meanwhile
                 await conn.execute("update calls set agent_id = $2 where id = $1", call["id"], agent["id"])
                 await conn.execute("update leads set claimed_by = $2, claim_expires_at = $3 where id = $1",
                                    call["lead_id"], agent["id"],
@@ -383,6 +393,9 @@ class PredictiveDialer:
         if seat is not None:  # the customer call is over: the agent's phone leg goes with it
             with contextlib.suppress(CommandError, SeatUnavailable):
                 await self.ctx.seats.manager.seat(seat).headset_disconnect()
+        held = self.ctx.seats.claims.holder(call["seat"]) if call["seat"] else None
+        if held is not None and held.call_id == str(call["id"]):
+            self.ctx.seats.claims.release(held)  # the line and its phone leg are gone: the seat is free
         if self._ours(call) and call["answered_at"] is None:
             await self._dispose(conn, call, NOT_ANSWERED.get(call["hangup_cause"], "NA"), now)
 

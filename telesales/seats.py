@@ -29,6 +29,7 @@ from telephony.line_test import LineTestResult, run_line_test
 from telephony.manager import SeatManager
 from telephony.protocol import CommandError
 from telephony.recording import repair_wav, sha256_file
+from telesales.claims import SeatClaim, SeatClaims
 from telesales.settings import SettingsError, coerce
 
 log = logging.getLogger("telesales.seats")
@@ -112,9 +113,11 @@ class SeatService:
         # Scorecard for QA jobs of calls whose campaign names none; None: this service queues no QA jobs.
         self.qa_scorecard = qa_scorecard
         self._task: asyncio.Task | None = None
+        # Which seat is held for which call (telesales/claims.py); desk, dialer and queue claim through it.
+        self.claims = SeatClaims(manager.names)
         # Called with each event after its row is written, in event order (the predictive dialer follows
         # answers, the inbound queue its calls); a coroutine listener is awaited, so keep it short.
-        self.listeners: list[Callable[[ev.Event], Any]] = []
+        self.listeners: list[Callable[[ev.Event], Any]] = [self.claims.on_event]
         # agent id -> that agent's live browser headset (telesales/browser_headset.py): one per agent.
         self.browser_headsets: dict[int, Any] = {}
 
@@ -149,21 +152,28 @@ class SeatService:
 
     async def dial(self, seat: str, to_uri: str, *, agent_id: int | None = None, lead_id: int | None = None,
                    customer_id: int | None = None, campaign_id: int | None = None, to_number: str | None = None,
-                   ring_timeout: float | None = None) -> uuid.UUID:
-        """Write the call row, then place the call under the row's id (which also names the recording)."""
-        client = self.manager.seat(seat)
+                   ring_timeout: float | None = None, claim: SeatClaim | None = None) -> uuid.UUID:
+        """Write the call row, then place the call under the row's id (which also names the recording).
+        claim: the seat's claim, tied to the call before it is placed (so its end always lets the seat go)."""
+        self.manager.seat(seat)  # SeatUnavailable before any row is written
         async with self.pool.acquire() as conn:
             row = await call_store.create_call(
                 conn, direction="outbound", agent_id=agent_id, lead_id=lead_id, customer_id=customer_id,
                 campaign_id=campaign_id, to_number=to_number, seat=seat,
             )
+        if claim is not None:
+            self.claims.attach(claim, row["id"])
+        await self.place(seat, row["id"], to_uri, ring_timeout=ring_timeout)
+        return row["id"]
+
+    async def place(self, seat: str, call_id: uuid.UUID, to_uri: str, *, ring_timeout: float | None = None) -> None:
+        """Place the call of a row written already; a refused dial closes the row (dial_failed) and re-raises."""
         try:
-            await client.dial(to_uri, call_id=str(row["id"]), ring_timeout=ring_timeout)
+            await self.manager.seat(seat).dial(to_uri, call_id=str(call_id), ring_timeout=ring_timeout)
         except (CommandError, SeatUnavailable):
             async with self.pool.acquire() as conn:
-                await call_store.end_call(conn, row["id"], hangup_side="system", hangup_cause="dial_failed")
+                await call_store.end_call(conn, call_id, hangup_side="system", hangup_cause="dial_failed")
             raise
-        return row["id"]
 
     # --- events -> rows ----------------------------------------------------------
 

@@ -10,7 +10,8 @@ the handler checks the team and that the call is live, all before the upgrade):
                            {"type": "ended"} when the call ends, {"type": "error", "message": ...}
   browser -> server  text: {"mode": "listen" | "whisper" | "barge"}
                      binary: 640 bytes of microphone PCM (16 kHz mono s16le); used in whisper
-                     (to the agent's ear only) and barge (into the call: both parties, recorded)
+                     (to the agent's ear only) and barge (into the call: both parties, recorded);
+                     the agent's ear is their SIP headset leg or their browser headset's page
 
 Each mode stretch is a monitoring session: a call_monitoring row and audit rows at start and end.
 """
@@ -31,6 +32,7 @@ from crm.fields import parse_call_id
 from telephony.client import SeatUnavailable
 from telephony.frames import FRAME_BYTES
 from telephony.protocol import CommandError
+from telesales import browser_headset
 from telesales.app import CTX
 from telesales.listen import Listener, Speaker, hub_for
 from telesales.web import FLOOR, MANAGERS, BadRequest, RouteTable, current_user, json_response
@@ -167,6 +169,8 @@ class _Monitor:
             if self.bad_frames == 1:
                 await self._error(f"microphone frames are {FRAME_BYTES} bytes (20 ms of 16 kHz mono s16le)")
             return
+        # An agent on the browser headset hears it through their page (the seat only feeds a SIP headset leg).
+        browser_headset.speak_to(self.ctx.seats, self.call["id"], pcm)
         try:
             await self.speaker.say(pcm, to)
         except (SeatUnavailable, CommandError, ConnectionError) as e:
