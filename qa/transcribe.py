@@ -204,7 +204,9 @@ def _tokenizer(model, encoded: list, batches: list[list[Window]], options: Trans
             ((b, i) for b, batch in enumerate(batches) for i in range(len(batch))),
             key=lambda bi: batches[bi[0]][bi[1]].speech_s,
         )
-        ranked = model.model.detect_language(_rows(encoded[b], [i]))[0]
+        # On a GPU the batch stays on the device (a slice would go through host memory); the row is read off.
+        sliced = model.model.device == "cpu"
+        ranked = model.model.detect_language(_rows(encoded[b], [i]) if sliced else encoded[b])[0 if sliced else i]
         language = ranked[0][0][2:-2]
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
 
