@@ -7,6 +7,8 @@ API tests can use real transactions and pools.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -23,8 +25,18 @@ TEMPLATE = "telesales_test_template"
 _counter = itertools.count()
 
 
+async def _no_durability(url: str) -> None:
+    """A throw-away test server needs no crash safety: without fsync a DROP DATABASE and every commit
+    skip their disk flushes (measured loaded: a drop 0.64 s -> 0.10 s). Only for the embedded server."""
+    admin = await db.connect(url)
+    for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+        await admin.execute(f"alter system set {setting} = off")
+    await admin.execute("select pg_reload_conf()")
+    await admin.close()
+
+
 @pytest.fixture(scope="session")
-def pg_admin_url():
+async def pg_admin_url():
     """Admin URL of the test server: TELESALES_TEST_DATABASE_URL, else an embedded one."""
     url = os.environ.get("TELESALES_TEST_DATABASE_URL")
     if url:
@@ -35,6 +47,7 @@ def pg_admin_url():
     # Short path: the server's Unix socket lives in this folder (108-byte limit).
     folder = Path(tempfile.mkdtemp(prefix="tspg"))
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    await _no_durability(server.get_uri())
     yield server.get_uri()
     server.cleanup()
     shutil.rmtree(folder, ignore_errors=True)
@@ -56,21 +69,54 @@ async def template_url(pg_admin_url, catalog):
     await sync_catalog(conn, catalog)
     await conn.close()
     yield url
+    await _drop_spare(admin)
     await admin.execute(f'drop database if exists "{TEMPLATE}" with (force)')
     await admin.close()
+
+
+# The next test's database, made while the current test runs: a CREATE DATABASE from the template takes
+# seconds on a loaded machine and most tests need one, so its time hides behind the test before.
+_spare: asyncio.Task | None = None
+
+
+async def _new_database(admin_url: str) -> str:
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = await db.connect(admin_url)
+    try:
+        await admin.execute(f'create database "{name}" template "{TEMPLATE}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _take_spare(admin_url: str) -> str:
+    global _spare
+    task, _spare = _spare, None
+    return await task if task is not None else await _new_database(admin_url)
+
+
+async def _drop_spare(admin) -> None:
+    global _spare
+    task, _spare = _spare, None
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await admin.execute(f'drop database if exists "{await task}" with (force)')
 
 
 @pytest.fixture
 async def db_url(pg_admin_url, template_url):
     """URL of a fresh, migrated database for this test only."""
-    name = f"t_{os.getpid()}_{next(_counter)}"
-    admin = await db.connect(pg_admin_url)
-    await admin.execute(f'create database "{name}" template "{TEMPLATE}"')
+    global _spare
+    name = await _take_spare(pg_admin_url)
+    _spare = asyncio.get_running_loop().create_task(_new_database(pg_admin_url))
     try:
         yield db.with_database(pg_admin_url, name)
     finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
+        admin = await db.connect(pg_admin_url)
+        try:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
