@@ -159,15 +159,16 @@ async def client(app_ctx):
 @pytest.fixture
 def login(app_ctx):
     """login(client, role) -> user dict with csrf_token; creates the user first."""
+    from auth_helpers import password_hash
+
     from crm.users import create_user
-    from telesales.passwords import hash_password
 
     counter = itertools.count()
 
     async def do_login(http, role: str, username: str | None = None) -> dict:
         username = username or f"{role}{next(counter)}"
         async with app_ctx.pool.acquire() as c:
-            await create_user(c, username, role, hash_password("correct horse"))
+            await create_user(c, username, role, password_hash())
         resp = await http.post("/api/v1/session", json={"username": username, "password": "correct horse"})
         assert resp.status == 200, await resp.text()
         return await resp.json()
