@@ -176,6 +176,18 @@ def login(app_ctx):
     return do_login
 
 
+# --- QA ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory):
+    """The bundled Whisper base, joined from its packages and loaded once for the session (each join and
+    load takes seconds; the language and scoring settings the modules vary are not part of the load)."""
+    from qa.pipeline import load_model
+    from telesales.settings import load_settings
+
+    return load_model(load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("whisper"))}))
+
+
 # --- Browser -------------------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"

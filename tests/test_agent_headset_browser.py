@@ -27,7 +27,7 @@ from sip_helpers import DEADLINE, free_udp_port, speech_wav, wait_until
 
 from crm import db
 from qa.audio import RecordingError, read_recording
-from qa.pipeline import analyse, load_model, qa_options
+from qa.pipeline import analyse, qa_options
 from telephony.config import SeatConfig
 from telephony.manager import SeatManager
 from telesales.seats import SeatService
@@ -82,8 +82,8 @@ def qa_settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def whisper(qa_settings):
-    return load_model(qa_settings)
+def whisper(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture(scope="module")
