@@ -7,8 +7,6 @@ API tests can use real transactions and pools.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import os
 import shutil
@@ -69,54 +67,21 @@ async def template_url(pg_admin_url, catalog):
     await sync_catalog(conn, catalog)
     await conn.close()
     yield url
-    await _drop_spare(admin)
     await admin.execute(f'drop database if exists "{TEMPLATE}" with (force)')
     await admin.close()
-
-
-# The next test's database, made while the current test runs: a CREATE DATABASE from the template takes
-# seconds on a loaded machine and most tests need one, so its time hides behind the test before.
-_spare: asyncio.Task | None = None
-
-
-async def _new_database(admin_url: str) -> str:
-    name = f"t_{os.getpid()}_{next(_counter)}"
-    admin = await db.connect(admin_url)
-    try:
-        await admin.execute(f'create database "{name}" template "{TEMPLATE}"')
-    finally:
-        await admin.close()
-    return name
-
-
-async def _take_spare(admin_url: str) -> str:
-    global _spare
-    task, _spare = _spare, None
-    return await task if task is not None else await _new_database(admin_url)
-
-
-async def _drop_spare(admin) -> None:
-    global _spare
-    task, _spare = _spare, None
-    if task is not None:
-        with contextlib.suppress(Exception):
-            await admin.execute(f'drop database if exists "{await task}" with (force)')
 
 
 @pytest.fixture
 async def db_url(pg_admin_url, template_url):
     """URL of a fresh, migrated database for this test only."""
-    global _spare
-    name = await _take_spare(pg_admin_url)
-    _spare = asyncio.get_running_loop().create_task(_new_database(pg_admin_url))
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = await db.connect(pg_admin_url)
+    await admin.execute(f'create database "{name}" template "{TEMPLATE}"')
     try:
         yield db.with_database(pg_admin_url, name)
     finally:
-        admin = await db.connect(pg_admin_url)
-        try:
-            await admin.execute(f'drop database if exists "{name}" with (force)')
-        finally:
-            await admin.close()
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
 
 
 @pytest.fixture
