@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from auth_helpers import password_hash
+
 from crm.users import create_user
-from telesales.passwords import hash_password
 
 PASSWORD = "correct horse"
 
@@ -14,7 +15,7 @@ async def log_in_page(page, app_ctx, role: str, username: str | None = None) -> 
     async with app_ctx.pool.acquire() as c:
         exists = await c.fetchval("select 1 from users where username = $1", username)
         if not exists:
-            await create_user(c, username, role, hash_password(PASSWORD))
+            await create_user(c, username, role, password_hash(PASSWORD))
     await page.goto(page.base_url + "/login")
     await page.fill("input[name=username]", username)
     await page.fill("input[name=password]", PASSWORD)

@@ -27,7 +27,7 @@ from sip_helpers import DEADLINE, free_udp_port, speech_wav, wait_until
 
 from crm import db
 from qa.audio import RecordingError, read_recording
-from qa.pipeline import analyse, load_model, qa_options
+from qa.pipeline import analyse, qa_options
 from telephony.config import SeatConfig
 from telephony.manager import SeatManager
 from telesales.seats import SeatService
@@ -82,8 +82,8 @@ def qa_settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def whisper(qa_settings):
-    return load_model(qa_settings)
+def whisper(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture(scope="module")
@@ -292,10 +292,11 @@ async def test_a_sale_through_the_browser_headset(page, app_ctx, sim, voices, wh
     assert call["disposition"] == "SALE" and call["answered_at"] and call["ended_at"]
 
 
-async def test_a_callback_through_the_browser_headset(page, app_ctx, sim, voices, whisper, qa_settings, tmp_path):
+async def test_a_callback_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path):
     await _campaign_with_lead(app_ctx)
-    captured = await _a_call_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path)
-    await _check_audio(captured, sim, app_ctx, whisper, qa_settings, tmp_path)
+    # The same call as the sale's, whose audio (three transcriptions) that test checks; the disposition
+    # is chosen after the hang-up, so here only the flow to a callback is checked.
+    await _a_call_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path)
 
     await page.select_option("#code", "CALLBACK")
     due = dt.datetime.now() + dt.timedelta(hours=2)  # "my callbacks" lists those due within 12 hours
@@ -309,11 +310,9 @@ async def test_a_callback_through_the_browser_headset(page, app_ctx, sim, voices
         assert await c.fetchval("select disposition from calls") == "CALLBACK"
 
 
-async def test_a_complaint_through_the_browser_headset(page, app_ctx, sim, voices, whisper, qa_settings,
-                                                       tmp_path):
+async def test_a_complaint_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path):
     await _campaign_with_lead(app_ctx)
-    captured = await _a_call_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path)
-    await _check_audio(captured, sim, app_ctx, whisper, qa_settings, tmp_path)
+    await _a_call_through_the_browser_headset(page, app_ctx, sim, voices, tmp_path)  # audio: see the sale
 
     await page.select_option("#code", "COMPLAINT")
     await page.fill("[name='complaint.complainant']", "Li Na")

@@ -21,7 +21,6 @@ from sip_helpers import free_udp_port, sim_ready, start_sim
 from crm import agent_status, db
 from crm.customers import create_customer
 from crm.users import create_user
-from qa.pipeline import load_model
 from telephony.config import SeatConfig
 from telephony.manager import SeatManager
 from telephony.protocol import CommandError
@@ -46,8 +45,8 @@ CALLERS = [("+8613800000001", "Alice Wang"), ("+8613800000002", "Bob Li"), ("+86
 
 
 @pytest.fixture(scope="module")
-def whisper(tmp_path_factory):
-    return load_model(load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("qa-data"))}))
+def whisper(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from live_helpers import inject_paced, listening, live_worker, messages
 from sip_helpers import DEADLINE, free_udp_port, read_wav, speech_wav, wait_until
 
 from crm import db, worker_tokens
-from qa.pipeline import load_model
 from telephony.config import SeatConfig
 from telephony.manager import SeatManager
 from telesales.seats import SeatService
@@ -29,9 +28,8 @@ ENV = {"TELESALES_LIVE_LANGUAGE": "en", "TELESALES_LIVE_MAX_SILENCE_SECONDS": "4
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    settings = load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("model-data"))})
-    return load_model(settings)
+def model(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from synth_calls import CALLS, RATE, SynthCall, rendered, speak, write_wav
 
 import qa
 from qa.audio import read_recording
-from qa.pipeline import Analysis, analyse, load_model, qa_options, score
+from qa.pipeline import Analysis, analyse, qa_options, score
 from qa.scorecard import load_scorecard
 from telesales.cli import main
 from telesales.settings import CONFIG_DIR, load_settings
@@ -54,8 +54,8 @@ def qa_settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def whisper(qa_settings):
-    return load_model(qa_settings)
+def whisper(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture(scope="session")

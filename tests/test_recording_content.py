@@ -22,7 +22,7 @@ from sip_helpers import (
 )
 
 from qa.audio import read_recording
-from qa.pipeline import analyse, load_model, qa_options
+from qa.pipeline import analyse, qa_options
 from telephony import events as ev
 from telesales.settings import load_settings
 
@@ -45,8 +45,8 @@ def qa_settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def whisper(qa_settings):
-    return load_model(qa_settings)
+def whisper(whisper_base):
+    return whisper_base
 
 
 def words_of(text: str) -> set[str]:

@@ -25,11 +25,9 @@ from sip_helpers import free_udp_port, read_wav, speech_wav, wait_until
 
 from crm import db
 from crm.users import create_user
-from qa.pipeline import load_model
 from telephony.config import SeatConfig
 from telephony.manager import SeatManager
 from telesales.passwords import hash_password
-from telesales.settings import load_settings
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -50,10 +48,8 @@ BARGE_WORDS = {"hello", "everybody", "everyone", "supervisor", "joining", "call"
 # --- fixtures -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def whisper_model(tmp_path_factory):
-    settings = load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("qa-data")),
-                                      "TELESALES_QA_LANGUAGE": "en"})
-    return load_model(settings)
+def whisper_model(whisper_base):
+    return whisper_base
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 import time
 
 import aiohttp
+from auth_helpers import password_hash
 
 from crm.users import create_user
-from telesales.passwords import hash_password
 from telesales.routes.wallboard import WS_PATH
 
 PASSWORD = "correct horse"
@@ -21,7 +21,7 @@ def base_url(client) -> str:
 
 async def make_user(app_ctx, username: str, role: str, team: str | None = None) -> dict:
     async with app_ctx.pool.acquire() as c:
-        row = await create_user(c, username, role, hash_password(PASSWORD), team=team)
+        row = await create_user(c, username, role, password_hash(PASSWORD), team=team)
     return dict(row.items())
 
 
