@@ -139,10 +139,9 @@ class SipGuard:
     def install(self) -> None:
         endpt = self.lib.pjsua_get_pjsip_endpt()
         self.endpt, self.tpmgr = endpt, self.lib.pjsip_endpt_get_tpmgr(endpt)
-        allowed = [m for m in sip_rules._tokens([self._capability(PJSIP_H_ALLOW) or DEFAULT_ALLOW])
-                   if m not in sip_rules.REFUSED_METHODS]
-        self.allow = frozenset(allowed)
-        self.allow_line = f"Allow: {', '.join(allowed)}"
+        allow = self._capability(PJSIP_H_ALLOW) or DEFAULT_ALLOW
+        self.allow = frozenset(sip_rules._tokens([allow]))
+        self.allow_line = f"Allow: {allow}"
         self.supported = frozenset(t.lower() for t in sip_rules._tokens([self._capability(PJSIP_H_SUPPORTED)]))
         self._register(b"mod-seat-guard-early", PRIORITY_EARLY, self._on_rx_early)
         self._register(b"mod-seat-guard-last", PRIORITY_LAST, self._on_rx_last)
@@ -172,9 +171,7 @@ class SipGuard:
     # --- callbacks (pjsip's thread; never raise) --------------------------------
 
     def _on_rx_early(self, rdata: int) -> int:
-        return self._guarded(rdata, lambda req: sip_rules.screen(req, self.datagram, self.supported) or (
-            sip_rules.unserved(req, self.allow, self.allow_line) if req.method in sip_rules.REFUSED_METHODS
-            else None))
+        return self._guarded(rdata, lambda req: sip_rules.screen(req, self.datagram, self.supported))
 
     def _on_rx_last(self, rdata: int) -> int:
         return self._guarded(rdata, lambda req: sip_rules.unserved(req, self.allow, self.allow_line))

@@ -33,10 +33,6 @@ KNOWN_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTE
                            "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 REASONS = {400: "Bad Request", 405: "Method Not Allowed", 406: "Not Acceptable", 416: "Unsupported URI Scheme",
            420: "Bad Extension", 488: "Not Acceptable Here", 501: "Not Implemented", 505: "Version Not Supported"}
-# Methods the seat refuses although a pjsua module would take them: pjsua's IM module answers an
-# out-of-dialog MESSAGE 200 and drops the text; an unsolicited text channel into a seat is attack
-# surface (issue #3, 9), so the guard's early module answers 405 first.
-REFUSED_METHODS = frozenset({"MESSAGE"})
 SDP_ACCEPTED = ("application/sdp", "application/*", "*/*")
 CSEQ_MAX = 2**31  # RFC 3261 8.1.1.5: the sequence number is below 2**31
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 3.1
