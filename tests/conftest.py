@@ -144,13 +144,19 @@ def login(app_ctx):
 # --- QA ---------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def whisper_base(tmp_path_factory):
+def whisper_data_dir(tmp_path_factory):
+    """The data folder whisper_base joins the model into (models/whisper-base, with its manifest)."""
+    return tmp_path_factory.mktemp("whisper")
+
+
+@pytest.fixture(scope="session")
+def whisper_base(whisper_data_dir):
     """The bundled Whisper base, joined from its packages and loaded once for the session (each join and
     load takes seconds; the language and scoring settings the modules vary are not part of the load)."""
     from qa.pipeline import load_model
     from telesales.settings import load_settings
 
-    return load_model(load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("whisper"))}))
+    return load_model(load_settings(environ={"TELESALES_DATA_DIR": str(whisper_data_dir)}))
 
 
 # --- Browser -------------------------------------------------------------

@@ -49,8 +49,9 @@ pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture(scope="session")
-def qa_settings(tmp_path_factory):
-    return load_settings(environ={"TELESALES_DATA_DIR": str(tmp_path_factory.mktemp("qa-data"))})
+def qa_settings(whisper_data_dir):
+    # The folder the session's model was joined into: the analysis cache key reads its manifest.
+    return load_settings(environ={"TELESALES_DATA_DIR": str(whisper_data_dir)})
 
 
 @pytest.fixture(scope="session")
