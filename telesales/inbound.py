@@ -24,8 +24,9 @@ queued call that waits on the seat their phone is connected to (route those agen
 browser tap); a queue holds at most 4 callers per seat (the carrier or PBX hunts to the next seat
 on 486); the queue lives in this service process (a restart ends the waiting calls: the seats
 are restarted with it). A waiting caller does not hold their seat (telesales/claims.py): the desk and
-the dialer may dial from it, and while such a call holds it the caller waits for it to end (the seat's
-release kicks a routing round); taking the caller claims the seat for their call.
+the dialer may dial from it (seats with no waiting caller are picked first). Taking a caller claims the
+agent only: the caller is already on the seat, and one seat bridges several callers to their agents at
+once, so a connected caller never makes the next one on that seat wait (first come, first served).
 
 Blended agents: an agent who is ready in a preview, progressive or predictive campaign is a
 candidate too, and inbound takes precedence: the router claims them before the outbound dialers
@@ -324,20 +325,10 @@ class InboundQueue:
     async def _assign(self, w: Waiting, taken: list[int]) -> int | None:
         if w not in self.waiting:
             return None  # left (hung up, called back) during this round
-        # The caller cannot move off their seat: while a dial holds it, they wait (its release kicks a round).
-        held = self.seats.claims.holder(w.seat)
-        if held is not None:
-            log.info("queued caller waits for their seat", extra={"call_id": w.call_id, "seat": w.seat,
-                                                                   "held_for": held.purpose})
-            return None
         async with self.pool.acquire() as conn:
             for agent in await conn.fetch(_READY_AGENTS, w.skill, taken):
-                try:
-                    if await self._claim(conn, w, agent["id"]):
-                        break
-                except claims.SeatBusy as e:  # a dial took the seat during this claim: nothing was written
-                    log.info("queued caller waits for their seat: %s", e.message, extra={"call_id": w.call_id})
-                    return None
+                if await self._claim(conn, w, agent["id"]):
+                    break
             else:
                 return None
         with contextlib.suppress(ValueError):
@@ -353,33 +344,24 @@ class InboundQueue:
 
     async def _claim(self, conn: asyncpg.Connection, w: Waiting, agent_id: int) -> bool:
         """Agent on_call and the call theirs, in one transaction holding the agent's claim (telesales/claims.py:
-        a dialer or the agent's own dial may have taken them since the query). The caller's seat is claimed
-        only once an agent is sure, so a round that finds nobody never holds the seat against a dial."""
+        a dialer or the agent's own dial may have taken them since the query). The caller's seat is not
+        claimed: the caller is already on it, and one seat bridges several queued callers to their agents
+        at once (up to its call limit), so a connected caller must not make the next one on that seat wait."""
         now = dt.datetime.now(dt.UTC)
-        seat = None
-        try:
-            async with conn.transaction():
-                try:
-                    status = await claims.claim_agent(conn, agent_id, claims.INBOUND)
-                except claims.AgentBusy as e:
-                    log.info("inbound call skips an agent: %s", e.message, extra={"call_id": w.call_id})
-                    return False
-                # Before anything is written (SeatBusy leaves nothing behind); the call's end lets it go.
-                seat = self.seats.claims.claim(claims.INBOUND, w.seat)
-                self.seats.claims.attach(seat, w.call_id)
-                updated = await conn.execute(
-                    """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
-                                        customer_id = $4
-                       where id = $1 and ended_at is null and queue_outcome is null""",
-                    uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
-                if updated != "UPDATE 1":
-                    self.seats.claims.release(seat)
-                    return False
-                await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
-        except BaseException:
-            if seat is not None:
-                self.seats.claims.release(seat)  # not committed: nothing holds the seat
-            raise
+        async with conn.transaction():
+            try:
+                status = await claims.claim_agent(conn, agent_id, claims.INBOUND)
+            except claims.AgentBusy as e:
+                log.info("inbound call skips an agent: %s", e.message, extra={"call_id": w.call_id})
+                return False
+            updated = await conn.execute(
+                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
+                                    customer_id = $4
+                   where id = $1 and ended_at is null and queue_outcome is null""",
+                uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
+            if updated != "UPDATE 1":
+                return False
+            await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
         return True
 
     async def _customer_for(self, conn: asyncpg.Connection, w: Waiting) -> int:

@@ -178,7 +178,7 @@ async def test_five_callers_two_agents_hold_music_screen_pop_and_a_callback(app_
             assert pop["customer"]["customer"]["name"] == first_name
             await page.wait_for_function(
                 "name => document.getElementById('pop-name').textContent === name", arg=first_name, timeout=10000)
-        assert await page.is_visible("#screen-pop")
+        await page.wait_for_selector("#screen-pop", state="visible", timeout=10000)  # the page polls
 
         # The agent hangs up from the screen pop (an inbound call has no lead card) and is in wrap-up.
         await page.click("#pop-hangup")
