@@ -108,13 +108,19 @@ function drawCharts(report) {
   });
 }
 
+// Changing a select and submitting fire overlapping requests; only the latest one may draw,
+// or a slower earlier answer would repaint the page with stale filters.
+let latest = 0;
+
 async function show(form) {
+  const mine = ++latest;
   const error = document.getElementById("report-error");
   error.hidden = true;
   document.getElementById("download-csv").href = query(form, "csv");
   document.getElementById("download-xlsx").href = query(form, "xlsx");
   const resp = await fetch(query(form, "json"), { headers: { Accept: "application/json" } });
   const body = await resp.json();
+  if (mine !== latest) return;
   if (!resp.ok) {
     error.textContent = body.message || `error ${resp.status}`;
     error.hidden = false;
