@@ -15,6 +15,7 @@ takes about a third fewer windows than packing each channel on its own
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,9 @@ SPEAKER_GAP_S = 1.0
 MAX_PIECE_S = 28.0  # an utterance longer than this (no pause in it) is cut at its quietest moment
 _CUT_SEARCH_S = 8.0  # how far back from MAX_PIECE_S the cut may go
 _FRAME = SAMPLE_RATE * 30 // 1000
+FRAMES_PER_S = 100  # Whisper's log-mel frames
+FULL_FRAMES = 3000  # its 30 s window
+MARGIN_S = 5.0  # room after the speech in a fitted window
 
 
 @dataclass(frozen=True)
@@ -98,19 +102,40 @@ def _window(pieces: list[_Piece]) -> Window:
 
 
 def pack_windows(channels: list[ChannelSpeech], padding_s: float) -> list[Window]:
-    """The channels' padded speech spans, channel after channel, in windows of at most WINDOW_S."""
-    limit = int(WINDOW_S * SAMPLE_RATE)
-    windows, current, length = [], [], 0
-    for piece in (p for channel in channels for p in _pieces(channel, padding_s)):
-        gap = int(SPEAKER_GAP_S * SAMPLE_RATE) if current and current[-1].speaker != piece.speaker else 0
-        if current and length + gap + len(piece.samples) > limit:
-            windows.append(_window(current))
-            current, length, gap = [], 0, 0
-        current.append(piece)
-        length += gap + len(piece.samples)
-    if current:
+    """The channels' padded speech spans, channel after channel, in windows of at most WINDOW_S.
+
+    First fit: a window takes, in order, every remaining piece that still
+    fits, so a piece too long for the room left waits for the next window
+    while shorter later ones fill it. Every window costs a full encoder pass
+    however little it holds (the 5-minute bench call: 6 windows instead of
+    7), and what is left over lands in the last window, which
+    qa.transcribe encodes fitted to its audio when it is short. A window's
+    pieces stay in channel order, so it still changes speaker at most once;
+    each piece keeps its own call time.
+    """
+    limit, speaker_gap = int(WINDOW_S * SAMPLE_RATE), int(SPEAKER_GAP_S * SAMPLE_RATE)
+    pending = [p for channel in channels for p in _pieces(channel, padding_s)]
+    windows = []
+    while pending:
+        current, length, waiting = [], 0, []
+        for piece in pending:
+            gap = speaker_gap if current and current[-1].speaker != piece.speaker else 0
+            if current and length + gap + len(piece.samples) > limit:
+                waiting.append(piece)
+                continue
+            current.append(piece)
+            length += gap + len(piece.samples)
         windows.append(_window(current))
+        pending = waiting
     return windows
+
+
+def window_frames(audio_frames: int, window_s: float) -> int:
+    """The encoder's input length for audio_frames of audio: the audio plus MARGIN_S rounded up to MARGIN_S,
+    at least window_s, never past Whisper's 30 s. Whisper was trained on 30 s windows, so a shorter one
+    costs a little accuracy for a proportionally shorter encoder pass (see qa.live_transcribe)."""
+    fitted = math.ceil((audio_frames / FRAMES_PER_S + MARGIN_S) / MARGIN_S) * MARGIN_S
+    return min(FULL_FRAMES, int(max(window_s, fitted) * FRAMES_PER_S))
 
 
 def region_of(t: float, placed: tuple[Placed, ...]) -> int:

@@ -7,7 +7,7 @@ import pytest
 
 from qa.packing import SPEAKER_GAP_S, WINDOW_S, ChannelSpeech, pack_windows, region_of, to_call_time
 from qa.segments import Span
-from qa.transcribe import is_repetition_loop
+from qa.transcribe import _input_frames, _rounds, is_repetition_loop
 
 RATE = 16000
 
@@ -58,6 +58,23 @@ def test_an_utterance_longer_than_a_window_is_cut_at_its_quietest_moment():
     assert 24.0 <= first.placed[0].end <= 24.2
     assert second.placed[0].call_start == pytest.approx(first.placed[0].end, abs=0.001)
     assert third.placed[0].call_start + third.placed[0].end == pytest.approx(70.0, abs=0.001)
+
+
+def test_a_piece_too_long_for_the_room_left_waits_while_a_later_shorter_one_fills_the_window():
+    spans = [Span(0.0, 20.0), Span(21.0, 33.0), Span(34.0, 42.0), Span(43.0, 55.0)]  # 20, 12, 8 and 12 s
+    [first, second] = pack_windows([ChannelSpeech("agent", _tone(60), spans)], padding_s=0.0)
+    assert [p.call_start for p in first.placed] == [0.0, 34.0]  # strictly in order: 20 | 12 + 8 | 12
+    assert [p.call_start for p in second.placed] == [21.0, 43.0]
+
+
+def test_a_short_window_is_encoded_fitted_in_a_batch_of_its_own_on_a_free_lane():
+    def window(seconds: float):
+        return pack_windows([ChannelSpeech("agent", _tone(seconds), [Span(0.0, seconds)])], padding_s=0.0)[0]
+
+    full, short = window(29.0), window(4.0)
+    assert _input_frames(full) == 3000 and _input_frames(short) == 1000  # 4 s of audio: a 10 s encoder input
+    assert [[len(b) for b in r] for r in _rounds([full, full, short], lanes=2)] == [[1, 1], [1]]
+    assert _rounds([full, short], lanes=2) == [[[full], [short]]]
 
 
 @pytest.mark.parametrize(
