@@ -291,8 +291,8 @@ def _input_frames(window: Window) -> int:
 def _rounds(windows: list[Window], lanes: int) -> list[list[list[Window]]]:
     """Windows in even batches of at most _BATCH, `lanes` batches to a round: 11 -> [[6, 5]].
 
-    A batch holds windows of one encoder input length: full ones, then each
-    fitted length in a batch of its own, which takes a lane left free in the
+    A batch holds windows of one encoder input length: the full ones, then
+    the short ones of each fitted length, which take a lane left free in the
     last round of full ones: [30 s, 30 s, 5 s] -> [[30], [30]], [[5]];
     [30 s, 5 s] -> [[30], [5]].
     """
@@ -323,7 +323,7 @@ def _batch_segments(model, batch: list[Window], encoded, frames, tokenizer, opti
 
 
 def transcribe_call(model, channels: list[ChannelSpeech], options: TranscribeOptions) -> list[TranscriptSegment]:
-    """All channels' segments, each channel's in call order (not yet ordered across channels)."""
+    """All channels' segments in call order (by start)."""
     windows = pack_windows(channels, options.padding_s)
     if not windows:
         return []
