@@ -355,23 +355,28 @@ class InboundQueue:
                 log.info("inbound call skips an agent: %s", e.message, extra={"call_id": w.call_id})
                 return False
             updated = await conn.execute(
-                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered',
-                                    customer_id = $4
+                """update calls set agent_id = $2, queue_left_at = $3, queue_outcome = 'answered'
                    where id = $1 and ended_at is null and queue_outcome is null""",
-                uuid.UUID(w.call_id), agent_id, now, await self._customer_for(conn, w))
+                uuid.UUID(w.call_id), agent_id, now)
             if updated != "UPDATE 1":
                 return False
+            customer_id = await self._link_customer(conn, w)
             await agent_status.set_status(conn, agent_id, "on_call", campaign_id=status["campaign_id"], now=now)
+        w.customer_id = customer_id  # only once committed: a rolled-back customer must not be reused
         return True
 
-    async def _customer_for(self, conn: asyncpg.Connection, w: Waiting) -> int:
-        """The matched customer, else a new one holding the caller's number (or named for a withheld
-        number): a wrap-up and a callback need a customer, and the agent completes the record."""
-        if w.customer_id is None:
+    async def _link_customer(self, conn: asyncpg.Connection, w: Waiting) -> int:
+        """Put the call on its customer: the matched one, else a new one holding the caller's number (or
+        named for a withheld number): a wrap-up and a callback need a customer, and the agent completes the
+        record. Called only once the call row is known to be taken, so a caller who hung up in between
+        leaves no empty customer behind."""
+        customer_id = w.customer_id
+        if customer_id is None:
             fields = {"phones": [w.caller]} if w.caller.startswith("+") else {"name": "Unknown caller"}
-            w.customer_id = (await customer_store.create_customer(
+            customer_id = (await customer_store.create_customer(
                 conn, fields, default_region=self.cfg.default_region, user_id=None))["id"]
-        return w.customer_id
+        await conn.execute("update calls set customer_id = $2 where id = $1", uuid.UUID(w.call_id), customer_id)
+        return customer_id
 
     async def _announce_positions(self) -> None:
         """Callers who moved up hear their new position as soon as the announcement playing has ended."""
@@ -432,12 +437,12 @@ class InboundQueue:
             if w.customer_id is None and not w.caller.startswith("+"):
                 log.warning("callback refused: no number to call back", extra={"call_id": w.call_id})
                 return
-            customer_id = await self._customer_for(conn, w)
             updated = await conn.execute(
-                """update calls set customer_id = $2, queue_left_at = $3, queue_outcome = 'callback'
-                   where id = $1 and queue_outcome is null""", uuid.UUID(w.call_id), customer_id, now)
+                """update calls set queue_left_at = $2, queue_outcome = 'callback'
+                   where id = $1 and queue_outcome is null""", uuid.UUID(w.call_id), now)
             if updated != "UPDATE 1":
                 return
+            customer_id = await self._link_customer(conn, w)
             follow_up = await follow_ups.create_follow_up(
                 conn, customer_id=customer_id, due_at=now + dt.timedelta(minutes=self.cfg.callback_due_minutes),
                 owner_agent_id=None, created_by=None, call_id=uuid.UUID(w.call_id), now=now,

@@ -111,3 +111,35 @@ async def test_a_waiting_caller_takes_precedence_over_progressive_dials(app_ctx,
 
     app_ctx.inbound.waiting.clear()  # the caller is gone: the agent is the dialler's again
     assert len(await dialer.tick(dt.datetime.now(dt.UTC))) == 1
+
+
+async def _ready_agent_and_inbound_call(c) -> tuple[int, str]:
+    campaign_id = await make.campaign(c, **ALL_DAY)
+    agent = await make.user(c)
+    await agent_status.set_status(c, agent, "ready", campaign_id=campaign_id, now=dt.datetime.now(dt.UTC))
+    return agent, await make.call(c, direction="inbound", from_number="+8613800000009")
+
+
+async def test_taking_a_caller_puts_the_call_on_a_new_customer_with_the_callers_number(app_ctx, tmp_path):
+    q = _queue(tmp_path, app_ctx.pool)
+    async with app_ctx.pool.acquire() as c:
+        agent, call_id = await _ready_agent_and_inbound_call(c)
+        w = Waiting(call_id, "seat1", "service", "support", "+8613800000009", None)
+        assert await q._claim(c, w, agent)
+        row = await c.fetchrow("select agent_id, customer_id, queue_outcome from calls where id = $1::uuid", call_id)
+        assert (row["agent_id"], row["customer_id"], row["queue_outcome"]) == (agent, w.customer_id, "answered")
+        phones = await c.fetchval("select array_agg(e164) from customer_phones where customer_id = $1",
+                                  w.customer_id)
+        assert phones == ["+8613800000009"]
+
+
+async def test_a_caller_gone_before_an_agent_takes_them_leaves_no_empty_customer_behind(app_ctx, tmp_path):
+    q = _queue(tmp_path, app_ctx.pool)
+    async with app_ctx.pool.acquire() as c:
+        agent, call_id = await _ready_agent_and_inbound_call(c)
+        await c.execute("update calls set ended_at = now() where id = $1::uuid", call_id)  # hung up meanwhile
+        customers = await make.count(c, "customers")
+        w = Waiting(call_id, "seat1", "service", "support", "+8613800000009", None)
+        assert not await q._claim(c, w, agent)
+        assert await make.count(c, "customers") == customers and w.customer_id is None
+        assert (await agent_status.current(c, agent))["status"] == "ready"
