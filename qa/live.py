@@ -4,7 +4,8 @@ and on how the call sounds.
 Audio comes as 20 ms frames per direction (telephony.taps). Each channel
 gets its own webrtcvad; an utterance is cut when its speaker has been quiet
 for vad_merge_gap_ms (the pause that splits utterances after the call too),
-or after max_segment_s of unbroken speech, and its spans are found by
+or after max_segment_s of unbroken speech (at its last short pause, so a
+word is not cut in two), and its spans are found by
 qa.vad.spans_from_flags: the same rules as the post-call analysis, applied to
 what has arrived. The utterance is then transcribed by qa.live_transcribe
 (its own model, a window fitted to it, the call's language found once).
@@ -168,15 +169,32 @@ class ChannelCutter:
             self._trim(len(self._flags) - self._keep_frames)
             return None
         quiet = len(self._flags) - 1 - max(i for i, f in enumerate(self._flags) if f)
-        if quiet >= self._gap_frames or len(self._flags) >= self._max_frames:
+        if quiet >= self._gap_frames:
             return self._cut()
+        if len(self._flags) >= self._max_frames:
+            return self._cut(self._last_pause())
         return None
 
-    def _cut(self) -> Utterance | None:
-        samples = np.frombuffer(bytes(self._buf), "<i2").copy()
-        spans = spans_from_flags(samples, self._flags, self.options)
+    def _last_pause(self) -> int:
+        """Where to cut unbroken speech: in the middle of its last quiet run of VAD frames in the second half
+        of the buffer (a breath between words, too short to end the utterance), so no word is cut in two;
+        at the end when there is none."""
+        flags, half = self._flags, len(self._flags) // 2
+        end = next((i for i in range(len(flags) - 1, half, -1) if not flags[i]), None)
+        if end is None:
+            return len(flags)
+        start = end
+        while start > half and not flags[start - 1]:
+            start -= 1
+        return (start + end + 1) // 2
+
+    def _cut(self, frames: int | None = None) -> Utterance | None:
+        """The first `frames` VAD frames held (all by default) as an utterance; the rest stays."""
+        frames = len(self._flags) if frames is None else frames
+        samples = np.frombuffer(bytes(self._buf[: frames * self._step]), "<i2").copy()
+        spans = spans_from_flags(samples, self._flags[:frames], self.options)
         origin = self._origin_frames * self._frame_s
-        self._trim(len(self._flags))
+        self._trim(frames)
         return Utterance(self.speaker, origin, samples, spans) if spans else None
 
     def _trim(self, frames: int) -> None:

@@ -71,6 +71,21 @@ def test_unbroken_speech_is_cut_after_max_segment_seconds_and_the_rest_flushed(s
     assert rest is None or rest.origin_s >= utterances[-1].origin_s
 
 
+def test_unbroken_speech_is_cut_at_a_short_pause_not_mid_word(settings, words):
+    voiced = np.flatnonzero(np.abs(words) > 300)
+    spoken = words[voiced[0] : voiced[-1] + 1]  # espeak-ng's own silence before and after cut off
+    pause = np.zeros(int(0.15 * RATE), np.int16)  # a breath: shorter than the merge gap, so no utterance ends
+    babble = np.concatenate([spoken, pause] * 8)
+    cutter = _cutter(settings, max_segment_s=2.0)
+    utterances = [u for frame in _frames(babble) for u in cutter.feed(frame)]
+    assert len(utterances) >= 2
+    loud = np.sqrt(np.mean(spoken.astype(np.float64) ** 2))
+    for u in utterances:
+        end = round(u.origin_s * RATE) + u.samples.size
+        before_cut = babble[end - RATE * 30 // 1000 : end].astype(np.float64)
+        assert np.sqrt(np.mean(before_cut**2)) < 0.05 * loud, f"cut mid-word at {end / RATE:.2f} s"
+
+
 def test_long_silence_and_overtalk_raise_one_alert_per_episode(settings, words):
     options = dataclasses.replace(live_options(settings), max_silence_s=1.0, max_overtalk_s=0.5)
     agent, customer = _cutter(settings), _cutter(settings)
