@@ -1,6 +1,7 @@
 """Live transcript lag: end of speech -> its text on the supervisor's WebSocket (issue #7, acceptance 2).
 
     .venv/bin/python bench/live_transcript_lag.py [--utterances 8] [--gap 1] [--language en|auto]
+                                                  [--post-call-load]
 
 Everything real, in one process except the seat and the customer: an embedded
 PostgreSQL in a temporary folder, the app on a local port with one seat
@@ -25,6 +26,12 @@ utterance is cut: the vad_merge_gap_ms pause plus the audio's way from the
 seat to the worker), queue (cut -> the live thread takes it), model, store
 (row + NOTIFY committed), delivery (LISTEN -> hub -> supervisor's WebSocket).
 
+--post-call-load runs what a QA worker does beside the live path: the
+post-call model (qa.pipeline.load_model, so at qa.nice) analysing a
+synthetic call over and over in a thread of the same process while the
+utterances are measured; it prints how many it finished. Compare
+TELESALES_QA_NICE=0 (same priority) with the default.
+
 Goal: p95 <= 3 s. Prints /proc/loadavg: on a shared, loaded machine the
 Whisper time dominates and grows with the load.
 """
@@ -33,11 +40,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,16 +55,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from crm import db  # noqa: E402
 from crm.users import create_user  # noqa: E402
+from qa.audio import read_recording  # noqa: E402
 from qa.live import ChannelCutter, live_options, transcribe_utterance  # noqa: E402
 from qa.live_transcribe import LiveLanguage, live_transcribe_options, load_live_model, transcribe_live  # noqa: E402
 from qa.live_worker import LiveWorker  # noqa: E402
-from qa.pipeline import load_model, qa_options  # noqa: E402
+from qa.pipeline import analyse, load_model, qa_options  # noqa: E402
 from telephony.config import SeatConfig  # noqa: E402
 from telephony.manager import SeatManager  # noqa: E402
 from telesales import store  # noqa: E402
@@ -134,6 +146,34 @@ async def baseline(live_model, before_model, settings, utterances: list[np.ndarr
     return times
 
 
+class PostCallLoad:
+    """A post-call job beside the live path: one synthetic call analysed over and over on its own thread."""
+
+    def __init__(self, model, settings, folder: Path) -> None:
+        from synth_calls import CALLS, rendered
+
+        self.recording = read_recording(rendered(CALLS[0], folder)[0])
+        self.model, self.options = model, qa_options(settings.qa)
+        self.stopping, self.done = threading.Event(), 0
+        self.thread = threading.Thread(target=self._loop, name="post-call-load", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            analyse(self.recording, self.model, self.options)
+            self.done += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join()
+        minutes = self.done * self.recording.duration_s / 60
+        print(f"post-call load: {self.done} analyses of a {self.recording.duration_s:.0f} s call "
+              f"({minutes:.1f} audio minutes) during the measurement")
+
+
 async def run(args, folder: Path) -> None:
     import pgserver
 
@@ -144,7 +184,7 @@ async def run(args, folder: Path) -> None:
         await admin.execute("create database livebench")
         await admin.close()
         url = db.with_database(server.get_uri(), "livebench")
-        settings = load_settings(environ={"TELESALES_DATA_DIR": str(folder / "var"),
+        settings = load_settings(environ={**os.environ, "TELESALES_DATA_DIR": str(folder / "var"),  # TELESALES_* apply
                                           "TELESALES_LIVE_LANGUAGE": args.language,
                                           "TELESALES_LIVE_MAX_LAG_SECONDS": "600"})
         catalog = store.disposition_catalog(settings)
@@ -198,21 +238,9 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
             await _until(lambda: worker.calls, 30, "the worker to take the call")
             tap = await seats.manager.seat("seat1").open_tap(call_id)
             await asyncio.sleep(1.0)
-            for n, samples in enumerate(utterances):
-                ended = await inject(tap, samples)
-                text = await _next_agent_text(ws, 60)
-                if text is None:
-                    print(f"  utterance {n + 1}: no text within 60 s")
-                    continue
-                lag = text[0] - ended
-                lags.append(lag)
-                split = await _stages(worker, ended, text[0])
-                for name, value in split.items():
-                    stages[name].append(value)
-                print(f"  utterance {n + 1}: {len(samples) / 16000:.1f} s of speech, lag {lag:.2f} s "
-                      f"({', '.join(f'{k} {v:.2f}' for k, v in split.items())}), whisper alone "
-                      f"{base['now'][n]:.2f} s (before: {base['before'][n]:.2f} s): {text[1]!r}")
-                await asyncio.sleep(args.gap)
+            load = PostCallLoad(before_model, settings, folder) if args.post_call_load else contextlib.nullcontext()
+            with load:
+                await _speak(args, utterances, tap, ws, worker, base, lags, stages)
             await tap.aclose()
             await ws.close()
             await seats.manager.seat("seat1").hangup(str(call_id))
@@ -225,6 +253,25 @@ async def measure(args, folder: Path, settings, url: str, catalog) -> None:
         await seats.stop()
         await pool.close()
     report(lags, base, stages, settings)
+
+
+async def _speak(args, utterances, tap, ws, worker, base, lags: list[float], stages: dict[str, list[float]]) -> None:
+    """Each utterance into the call, then its lag and stages."""
+    for n, samples in enumerate(utterances):
+        ended = await inject(tap, samples)
+        text = await _next_agent_text(ws, 60)
+        if text is None:
+            print(f"  utterance {n + 1}: no text within 60 s")
+            continue
+        lag = text[0] - ended
+        lags.append(lag)
+        split = await _stages(worker, ended, text[0])
+        for name, value in split.items():
+            stages[name].append(value)
+        print(f"  utterance {n + 1}: {len(samples) / 16000:.1f} s of speech, lag {lag:.2f} s "
+              f"({', '.join(f'{k} {v:.2f}' for k, v in split.items())}), whisper alone "
+              f"{base['now'][n]:.2f} s (before: {base['before'][n]:.2f} s): {text[1]!r}")
+        await asyncio.sleep(args.gap)
 
 
 STAGES = ("hangover", "queue", "model", "store", "delivery")
@@ -249,8 +296,9 @@ async def _stages(worker: LiveWorker, ended: float, arrived: float) -> dict[str,
 def report(lags: list[float], base: dict[str, list[float]], stages: dict[str, list[float]], settings) -> None:
     options = live_options(settings)
     print(f"\nloadavg at end: {loadavg()}")
-    print(f"live.threads = {options.threads}, live.window_seconds = {options.window_s:g}, "
-          f"live.language = {options.language!r}, qa.vad_merge_gap_ms = {settings.qa.vad_merge_gap_ms}")
+    print(f"qa.nice = {settings.qa.nice}, live.threads = {options.threads}, "
+          f"live.window_seconds = {options.window_s:g}, live.language = {options.language!r}, "
+          f"qa.vad_merge_gap_ms = {settings.qa.vad_merge_gap_ms}")
     print(f"utterances with text: {len(lags)} of {len(base['now'])}")
     verdict = "met" if pct(lags, 95) <= 3 else "NOT met"
     print(f"lag (end of speech -> text on the WebSocket): p50 {pct(lags, 50):.2f} s, p95 {pct(lags, 95):.2f} s, "
@@ -301,6 +349,7 @@ def main() -> None:
     p.add_argument("--utterances", type=int, default=8)
     p.add_argument("--gap", type=float, default=1.0, help="seconds of quiet after each utterance's text came")
     p.add_argument("--language", default="en", help="live.language: en (as the README's figures) or auto")
+    p.add_argument("--post-call-load", action="store_true", help="a post-call job running beside (see above)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="tslive"))
     try:
