@@ -200,6 +200,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "TELESALES_DATA_DIR": str(Path(tmp) / "var")}  # TELESALES_QA_* apply
+        env.setdefault("TELESALES_QA_NICE", "0")  # the baseline's priority: qa.nice would put ours behind any load
         if args.threads:
             env["TELESALES_QA_THREADS"] = str(args.threads)
         settings = load_settings(environ=env)
