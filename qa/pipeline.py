@@ -8,6 +8,7 @@ scorecard without transcribing again.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -69,20 +70,22 @@ def qa_options(qa: SimpleNamespace) -> QaOptions:
 def load_model(settings: SimpleNamespace, num_workers: int = 1):
     """The Whisper model named by settings.qa (seconds to load: once per worker process).
 
-    Its inference threads run qa.nice below the process (nice values add up): CTranslate2
-    starts them while the model loads, and a Linux thread inherits its
-    creator's nice value, so the model is loaded on a throwaway thread that
-    lowers its own priority first (a thread may lower its priority but not
-    raise it back). Nothing else in the process is affected: the live
-    transcript's model (qa.live_transcribe) and the seats keep theirs.
+    On Linux its inference threads run qa.nice below the process (nice
+    values add up): CTranslate2 starts them while the model loads, and a
+    thread inherits its creator's nice value, so the model is loaded on a
+    throwaway thread that lowers its own priority first (a thread may lower
+    its priority but not raise it back). Nothing else in the process is
+    affected: the live transcript's model (qa.live_transcribe) and the seats
+    keep theirs.
     """
     qa = settings.qa
     _require(0 <= qa.nice <= 19, "nice", "must be 0 (same priority) to 19 (lowest)")
     path = resolve_model(qa.model, settings.data_dir)
 
     def load():
-        me = threading.get_native_id()  # on Linux, a thread id sets this thread's priority only
-        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + qa.nice))
+        if sys.platform == "linux":  # elsewhere a thread id given as a process id would renice another process
+            me = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + qa.nice))
         return load_whisper(path, qa.device, qa.compute_type, qa.threads, local_only=not qa.allow_download,
                             num_workers=num_workers)
 
