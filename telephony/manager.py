@@ -5,8 +5,10 @@ process's descriptors, and the process's exit is awaited too (whichever
 comes first). A seat that hangs without exiting (SIGSTOP, a pjsua2 call
 blocking its one thread) is found by a heartbeat: once the seat has reported
 SeatReady the manager pings it every `ping_interval` seconds, and a ping
-unanswered after `ping_deadline` gets the process SIGKILLed, which then goes
-the dead-seat way. No ping is sent before SeatReady: libCreate/libStart can
+unanswered after `ping_deadline`, and a second one unanswered after
+`ping_confirm`, gets the process SIGKILLed, which then goes the dead-seat way.
+The second ping is there because a blocked event loop in the service (a long
+synchronous call) leaves a healthy seat's reply unread past the first deadline. No ping is sent before SeatReady: libCreate/libStart can
 take many seconds on a loaded machine, and `start_timeout` covers start-up.
 The calls a dead seat held are reported in a SeatCrashed event (with the
 recordings that were open, so the service can repair them) and the seat is
@@ -58,17 +60,19 @@ class SeatManager:
         restart_delay: float = 0.2,
         ping_interval: float = 1.0,
         ping_deadline: float = 5.0,
+        ping_confirm: float = 1.0,
     ) -> None:
         # A dead process is seen within ~10 ms by EOF; the heartbeat is only for a seat that hangs while alive,
         # which is rare, so its deadline is generous: killing a seat by mistake drops every live call on it,
         # and on a loaded host (CPU hogs, swapping, a GC pause, a slow pjsua2 call) a healthy seat can miss a
-        # sub-second deadline. A hang is seen within ping_interval + ping_deadline (6 s by default).
+        # sub-second deadline. A hang is seen within ping_interval + ping_deadline + ping_confirm (7 s by default).
         self._seats = {cfg.name: _Seat(cfg) for cfg in configs}
         self.start_timeout = start_timeout
         self.command_timeout = command_timeout
         self.restart_delay = restart_delay
         self.ping_interval = ping_interval
         self.ping_deadline = ping_deadline
+        self.ping_confirm = ping_confirm
         self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._watchers: list[asyncio.Task] = []
         self._stopping = False
@@ -180,15 +184,24 @@ class SeatManager:
         while not client.closed.is_set():
             await asyncio.sleep(self.ping_interval)
             try:
-                await client.request("ping", timeout=self.ping_deadline)
-            except SeatTimeout:
-                log.error("seat %s missed a ping (%.2fs): killing it", seat.cfg.name, self.ping_deadline)
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGKILL)
-                return
+                if await self._answers(client, self.ping_deadline) or await self._answers(client, self.ping_confirm):
+                    continue
             except SeatUnavailable:
                 return
+            log.error("seat %s missed two pings (%.2fs, %.2fs): killing it", seat.cfg.name, self.ping_deadline,
+                      self.ping_confirm)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            return
+
+    @staticmethod
+    async def _answers(client: SeatClient, deadline: float) -> bool:
+        try:
+            await client.request("ping", timeout=deadline)
+            return True
+        except SeatTimeout:
+            return False
 
     def _track(self, seat: _Seat, event: ev.Event) -> None:
         if isinstance(event, ev.CallStarted):

@@ -69,8 +69,8 @@ async def test_hung_seat_is_killed_reported_and_restarted(seat, talking_sim):
     stopped_at = time.time()
     os.kill(old_pid, signal.SIGSTOP)  # alive but silent, like a pjsua2 call blocking the seat's one thread
 
-    # A hang is seen within ping_interval + ping_deadline; 2 s more allows for a loaded machine.
-    allowed = manager.ping_interval + manager.ping_deadline + 2
+    # A hang is seen within ping_interval + ping_deadline + ping_confirm; 2 s more allows for a loaded machine.
+    allowed = manager.ping_interval + manager.ping_deadline + manager.ping_confirm + 2
     crashed = await log.first(ev.SeatCrashed, timeout=allowed + 5)
     assert crashed.ts - stopped_at < allowed, "a hung seat must be noticed like a dead one"
     assert crashed.call_ids == (call_id,)
@@ -99,6 +99,21 @@ async def test_busy_seat_on_a_loaded_machine_is_not_killed(seat, talking_sim):
             hog.wait()
     assert log.of(ev.SeatCrashed) == []
     assert manager.restarts(SEAT) == 0
+
+
+async def test_a_blocked_service_loop_does_not_kill_a_healthy_seat(seat, talking_sim):
+    """A long synchronous call in the service (here 1.5 ping deadlines) leaves the seat's ping reply unread."""
+    manager, log = seat
+    old_pid = manager.pid(SEAT)
+    call_id = await manager.seat(SEAT).dial(talking_sim.uri)
+    await log.first(ev.RecordingStarted, call_id)
+    await asyncio.sleep(manager.ping_interval + 0.1)  # a ping is in flight
+    time.sleep(1.5 * manager.ping_deadline)  # blocks the loop the manager runs on
+    await asyncio.sleep(manager.ping_interval + manager.ping_confirm + 1)
+    assert log.of(ev.SeatCrashed) == [], "the seat answered; only the service was slow to read it"
+    assert manager.pid(SEAT) == old_pid
+    await manager.seat(SEAT).hangup(call_id)
+    await log.first(ev.CallEnded, call_id)
 
 
 async def test_an_unknown_seat_is_unavailable(seat):

@@ -195,12 +195,16 @@ def _save(path: Path, samples: np.ndarray) -> None:
         w.writeframes(samples.tobytes())
 
 
-def _words(model, samples: np.ndarray) -> set[str]:
-    # Voice activity filter: the recordings are mostly silence, which only costs time (and invites
-    # Whisper's hallucinations).
-    segments, _ = model.transcribe(samples.astype(np.float32) / 32768, language="en", beam_size=1,
-                                   condition_on_previous_text=False, vad_filter=True)
-    text = " ".join(s.text for s in segments)
+async def _words(model, samples: np.ndarray) -> set[str]:
+    """Off the event loop: the service under test runs on it, and a loop blocked past the seat's ping
+    deadline would starve the pages' audio and the seat heartbeat."""
+    def transcribe() -> str:
+        # Voice activity filter: the recordings are mostly silence, which only costs time (and invites
+        # Whisper's hallucinations).
+        segments, _ = model.transcribe(samples.astype(np.float32) / 32768, language="en", beam_size=1,
+                                       condition_on_previous_text=False, vad_filter=True)
+        return " ".join(s.text for s in segments)
+    text = await asyncio.to_thread(transcribe)
     print("transcribed:", text)
     return set(re.findall(r"[a-z]+", text.lower()))
 
@@ -246,11 +250,11 @@ async def test_two_supervisors_hear_both_parties_in_the_browser(live, peers, lau
             _save(tmp_path / f"page{n}-{side}.wav", got[side])
     # The last 7 s (two loops of each sentence): Whisper tends to loop on long stretches of one
     # sentence said over and over.
-    said = {side: _words(whisper_model, captures[0][side][-7 * RATE:]) for side in ("customer", "agent")}
+    said = {side: await _words(whisper_model, captures[0][side][-7 * RATE:]) for side in ("customer", "agent")}
     assert len(said["customer"] & CUSTOMER_WORDS) >= 3, said
     assert len(said["agent"] & AGENT_WORDS) >= 3, said
     assert not said["customer"] & {"morning", "anna"}, "each direction carries its own party"
-    second = _words(whisper_model, captures[1]["customer"][-7 * RATE:])
+    second = await _words(whisper_model, captures[1]["customer"][-7 * RATE:])
     assert len(second & CUSTOMER_WORDS) >= 3, "the second supervisor hears the call too"
 
     await _end_call(ctx, call_id, phone, customer, heard)
@@ -287,10 +291,10 @@ async def test_whisper_reaches_only_the_agent_and_barge_reaches_both(live, peers
     await asyncio.sleep(0.5)
 
     recording, agent_heard, customer_heard = await _end_call(ctx, call_id, phone, customer, heard)
-    agent_side = _words(whisper_model, agent_heard)
-    customer_side = _words(whisper_model, customer_heard)
-    recorded_left = _words(whisper_model, recording[0::2])
-    recorded_right = _words(whisper_model, recording[1::2])
+    agent_side = await _words(whisper_model, agent_heard)
+    customer_side = await _words(whisper_model, customer_heard)
+    recorded_left = await _words(whisper_model, recording[0::2])
+    recorded_right = await _words(whisper_model, recording[1::2])
     # The sims hear the seat over RTP (G.722) through their own jitter buffers; on a machine loaded far
     # past its cores that audio is rough, so the bars for the agent's phone are lower than for the
     # recording. What must never happen is checked strictly: whisper words anywhere but the agent's ear.
