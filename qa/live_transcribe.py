@@ -22,15 +22,19 @@ So the live path, unlike the post-call one (qa.transcribe):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from types import SimpleNamespace
 
 import numpy as np
 
-from qa.packing import ChannelSpeech, Window, pack_windows, window_frames
+from qa.packing import ChannelSpeech, Window, pack_windows
 from qa.segments import TranscriptSegment
 from qa.transcribe import TranscribeOptions, _credible, _decode, _features, is_repetition_loop
 
+FRAMES_PER_S = 100  # Whisper's log-mel frames
+FULL_FRAMES = 3000  # its 30 s window
+MARGIN_S = 5.0  # room after the speech in a fitted window
 MIN_DETECT_SPEECH_S = 2.0  # the call's language is fixed by an utterance at least this long (short ones mislead)
 
 
@@ -54,6 +58,14 @@ def load_live_model(settings: SimpleNamespace, threads: int):
 def live_transcribe_options(options: TranscribeOptions, language: str) -> TranscribeOptions:
     """The post-call options with greedy decoding and the live language."""
     return dataclasses.replace(options, beam_size=1, language=language)
+
+
+def window_frames(audio_frames: int, window_s: float) -> int:
+    """The encoder's input length for audio_frames of audio: the audio plus MARGIN_S rounded up to MARGIN_S,
+    at least window_s, never past Whisper's 30 s. Whisper was trained on 30 s windows, so a shorter one
+    costs a little accuracy for a proportionally shorter encoder pass (the module doc)."""
+    fitted = math.ceil((audio_frames / FRAMES_PER_S + MARGIN_S) / MARGIN_S) * MARGIN_S
+    return min(FULL_FRAMES, int(max(window_s, fitted) * FRAMES_PER_S))
 
 
 class LiveLanguage:

@@ -15,7 +15,6 @@ takes about a third fewer windows than packing each channel on its own
 from __future__ import annotations
 
 import bisect
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +28,6 @@ SPEAKER_GAP_S = 1.0
 MAX_PIECE_S = 28.0  # an utterance longer than this (no pause in it) is cut at its quietest moment
 _CUT_SEARCH_S = 8.0  # how far back from MAX_PIECE_S the cut may go
 _FRAME = SAMPLE_RATE * 30 // 1000
-FRAMES_PER_S = 100  # Whisper's log-mel frames
-FULL_FRAMES = 3000  # its 30 s window
-MARGIN_S = 5.0  # room after the speech in a fitted window
 
 
 @dataclass(frozen=True)
@@ -108,8 +104,7 @@ def pack_windows(channels: list[ChannelSpeech], padding_s: float) -> list[Window
     fits, so a piece too long for the room left waits for the next window
     while shorter later ones fill it. Every window costs a full encoder pass
     however little it holds (the 5-minute bench call: 6 windows instead of
-    7), and what is left over lands in the last window, which
-    qa.transcribe encodes fitted to its audio when it is short. A window's
+    7), and what is left over lands in the last window. A window's
     pieces stay in channel order, so it still changes speaker at most once;
     each piece keeps its own call time.
     """
@@ -128,14 +123,6 @@ def pack_windows(channels: list[ChannelSpeech], padding_s: float) -> list[Window
         windows.append(_window(current))
         pending = waiting
     return windows
-
-
-def window_frames(audio_frames: int, window_s: float) -> int:
-    """The encoder's input length for audio_frames of audio: the audio plus MARGIN_S rounded up to MARGIN_S,
-    at least window_s, never past Whisper's 30 s. Whisper was trained on 30 s windows, so a shorter one
-    costs a little accuracy for a proportionally shorter encoder pass (see qa.live_transcribe)."""
-    fitted = math.ceil((audio_frames / FRAMES_PER_S + MARGIN_S) / MARGIN_S) * MARGIN_S
-    return min(FULL_FRAMES, int(max(window_s, fitted) * FRAMES_PER_S))
 
 
 def region_of(t: float, placed: tuple[Placed, ...]) -> int:

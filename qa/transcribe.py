@@ -2,11 +2,11 @@
 
 Only speech is transcribed: qa.packing fills 30 s windows with both
 channels' padded VAD spans, so Whisper gets no silence to invent text on and
-a call costs as few encoder passes as its speech needs (a short leftover
-window gets an encoder input fitted to it). The windows of a call
-are encoded and decoded in batches (on a CPU 4 windows decode in about 1.5
-times the wall time of one: a decoding step is latency-bound), two batches
-at once on two one-thread CTranslate2 workers (see load_whisper), without
+a call costs as few encoder passes as its speech needs. The windows of a
+call are encoded and decoded in batches (on a CPU 4 windows decode in about
+1.5 times the wall time of one: a decoding step is latency-bound), two
+batches at once on two one-thread CTranslate2 workers (see load_whisper),
+an odd last window on an instance with all the threads, without
 timestamp tokens; the words are then aligned to the audio (cross-attention
 alignment, what faster-whisper's word_timestamps does) and each word goes
 back to the piece of speech it was said in, which gives its speaker and its
@@ -32,24 +32,14 @@ from itertools import repeat
 
 import numpy as np
 
-from qa.audio import SAMPLE_RATE, to_float
-from qa.packing import (
-    FRAMES_PER_S,
-    FULL_FRAMES,
-    ChannelSpeech,
-    Window,
-    pack_windows,
-    region_of,
-    to_call_time,
-    window_frames,
-)
+from qa.audio import to_float
+from qa.packing import ChannelSpeech, Window, pack_windows, region_of, to_call_time
 from qa.segments import TranscriptSegment
 
 __all__ = ["ChannelSpeech", "TranscribeOptions", "load_whisper", "transcribe_call", "is_repetition_loop"]
 
 _BATCH = 8  # most windows encoded and decoded together (memory grows with it)
 _LANES = 2  # most batches of one call run at once, one per CTranslate2 worker (see load_whisper)
-_SHORT_WINDOW_S = 10.0  # a window with at most this much audio (a call's leftover) is encoded fitted to it
 _TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's fallback ladder
 _BEST_OF = 5  # hypotheses sampled at a temperature above 0, as faster-whisper does
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
@@ -86,14 +76,16 @@ def load_whisper(model_path: str, device: str, compute_type: str, threads: int, 
 
     threads = threads or (os.cpu_count() or 1)
     lanes = min(_LANES, threads) if device == "cpu" else 1
-    return WhisperModel(
-        model_path,
-        device=device,
-        compute_type=compute_type,
-        cpu_threads=max(1, threads // lanes),
-        num_workers=lanes + max(0, num_workers - 1),
-        local_files_only=local_only,
-    )
+
+    def whisper(cpu_threads: int, workers: int) -> WhisperModel:
+        return WhisperModel(model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
+                            num_workers=workers, local_files_only=local_only)
+
+    model = whisper(max(1, threads // lanes), lanes + max(0, num_workers - 1))
+    # A round of one batch (a call's odd last window) would leave every lane but one idle: it runs on an
+    # instance with all the threads instead (an encoder pass of base in 0.6 of the time of one thread).
+    model.solo = whisper(threads, 1) if lanes > 1 else model
+    return model
 
 
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[^\W_]+", re.UNICODE)
@@ -276,40 +268,24 @@ def _without_echoes(segments: list[TranscriptSegment]) -> list[TranscriptSegment
     return kept
 
 
-def _input_frames(window: Window) -> int:
-    """The encoder input of a window: Whisper's 30 s, or for a short window its audio plus 5 s (10 or 15 s).
-
-    First-fit packing leaves most calls one short last window; a full pass over
-    it would be mostly padding and, on a lane of its own, as long as a full
-    window's. Only short windows are fitted: a shorter input costs Whisper a
-    little accuracy (qa.live_transcribe), on a window that holds little speech.
-    """
-    frames = len(window.samples) * FRAMES_PER_S // SAMPLE_RATE
-    return window_frames(frames, _SHORT_WINDOW_S) if frames <= _SHORT_WINDOW_S * FRAMES_PER_S else FULL_FRAMES
-
-
 def _rounds(windows: list[Window], lanes: int) -> list[list[list[Window]]]:
-    """Windows in even batches of at most _BATCH, `lanes` batches to a round: 11 -> [[6, 5]].
-
-    A batch holds windows of one encoder input length: the full ones, then
-    the short ones of each fitted length, which take a lane left free in the
-    last round of full ones: [30 s, 30 s, 5 s] -> [[30], [30]], [[5]];
-    [30 s, 5 s] -> [[30], [5]].
+    """Rounds of `lanes` batches of at most _BATCH windows, shared out evenly; the windows that do not
+    share out (len % lanes, a call's leftover) make a last round of one batch, which transcribe_call
+    gives the instance with all the threads: 3 -> [[1], [1]], [[1]]; 11 -> [[5], [5]], [[1]].
     """
-    by_length: dict[int, list[Window]] = {}
-    for window in windows:
-        by_length.setdefault(_input_frames(window), []).append(window)
-    batches = []
-    for group in by_length.values():
-        count = min(len(group), lanes * -(-len(group) // (lanes * _BATCH)))
-        size = -(-len(group) // count)
-        batches += [group[i : i + size] for i in range(0, len(group), size)]
-    return [batches[i : i + lanes] for i in range(0, len(batches), lanes)]
+    even = len(windows) - len(windows) % lanes
+    main, rest = windows[:even], windows[even:]
+    rounds = []
+    if main:
+        size = -(-len(main) // (lanes * -(-len(main) // (lanes * _BATCH))))
+        batches = [main[i : i + size] for i in range(0, len(main), size)]
+        rounds = [batches[i : i + lanes] for i in range(0, len(batches), lanes)]
+    return rounds + ([[rest]] if rest else [])
 
 
 def _encode(model, batch: list[Window]):
     features = [_features(model, window) for window in batch]
-    mels = np.stack([mel[:, : _input_frames(batch[0])] for mel, _ in features])
+    mels = np.stack([mel for mel, _ in features])
     return model.encode(np.ascontiguousarray(mels)), [frames for _, frames in features]
 
 
@@ -331,9 +307,10 @@ def transcribe_call(model, channels: list[ChannelSpeech], options: TranscribeOpt
     tokenizer, segments = None, []
     with ThreadPoolExecutor(lanes) as pool:  # CTranslate2 lets go of the GIL: the lanes run in parallel
         for batches in _rounds(windows, lanes):
-            encoded, frames = zip(*pool.map(_encode, repeat(model), batches), strict=True)
-            tokenizer = tokenizer or _tokenizer(model, list(encoded), batches, options)
-            jobs = (repeat(model), batches, encoded, frames, repeat(tokenizer), repeat(options))
+            runner = model if len(batches) > 1 else getattr(model, "solo", model)
+            encoded, frames = zip(*pool.map(_encode, repeat(runner), batches), strict=True)
+            tokenizer = tokenizer or _tokenizer(runner, list(encoded), batches, options)
+            jobs = (repeat(runner), batches, encoded, frames, repeat(tokenizer), repeat(options))
             for batch_segments in pool.map(_batch_segments, *jobs):
                 segments += batch_segments
     return _without_echoes(sorted(segments, key=lambda s: s.start))  # first-fit windows are not in call order

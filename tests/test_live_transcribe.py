@@ -9,8 +9,14 @@ import pytest
 from sip_helpers import read_wav, speech_wav
 
 from qa.live import ChannelCutter, live_options
-from qa.live_transcribe import LiveLanguage, live_transcribe_options, load_live_model, transcribe_live
-from qa.packing import FULL_FRAMES, window_frames
+from qa.live_transcribe import (
+    FULL_FRAMES,
+    LiveLanguage,
+    live_transcribe_options,
+    load_live_model,
+    transcribe_live,
+    window_frames,
+)
 from qa.pipeline import qa_options
 from telesales.settings import SettingsError, load_settings
 

@@ -7,7 +7,7 @@ import pytest
 
 from qa.packing import SPEAKER_GAP_S, WINDOW_S, ChannelSpeech, pack_windows, region_of, to_call_time
 from qa.segments import Span
-from qa.transcribe import _input_frames, _rounds, is_repetition_loop
+from qa.transcribe import _rounds, is_repetition_loop
 
 RATE = 16000
 
@@ -67,14 +67,18 @@ def test_a_piece_too_long_for_the_room_left_waits_while_a_later_shorter_one_fill
     assert [p.call_start for p in second.placed] == [21.0, 43.0]
 
 
-def test_a_short_window_is_encoded_fitted_in_a_batch_of_its_own_on_a_free_lane():
-    def window(seconds: float):
-        return pack_windows([ChannelSpeech("agent", _tone(seconds), [Span(0.0, seconds)])], padding_s=0.0)[0]
+def test_windows_share_out_evenly_over_the_lanes_and_an_odd_last_one_gets_a_round_of_its_own():
+    windows = [pack_windows([ChannelSpeech("agent", _tone(29.0), [Span(0.0, 29.0)])], padding_s=0.0)[0]] * 40
 
-    full, short = window(29.0), window(4.0)
-    assert _input_frames(full) == 3000 and _input_frames(short) == 1000  # 4 s of audio: a 10 s encoder input
-    assert [[len(b) for b in r] for r in _rounds([full, full, short], lanes=2)] == [[1, 1], [1]]
-    assert _rounds([full, short], lanes=2) == [[[full], [short]]]
+    def shape(n: int) -> list[list[int]]:
+        return [[len(batch) for batch in batches] for batches in _rounds(windows[:n], lanes=2)]
+
+    assert shape(1) == [[1]]  # one window: the all-threads instance, not one lane of two
+    assert shape(2) == [[1, 1]]
+    assert shape(3) == [[1, 1], [1]]  # not [[2, 1]]: one lane would encode and decode two windows alone
+    assert shape(11) == [[5, 5], [1]]
+    assert shape(40) == [[7, 7], [7, 7], [7, 5]]  # at most _BATCH windows a batch
+    assert [[len(b) for b in r] for r in _rounds(windows[:3], lanes=1)] == [[3]]
 
 
 @pytest.mark.parametrize(
